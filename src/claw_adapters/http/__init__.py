@@ -1,0 +1,1 @@
+"""The HTTP transport: aiohttp in front of claw_core.api."""

@@ -1,0 +1,1 @@
+"""The transport-neutral API: the route table every transport dispatches into."""

@@ -1,0 +1,187 @@
+"""The transport-neutral request/response contract and the router every transport dispatches into.
+
+HTTP (aiohttp) and the WebRTC DataChannel `rpc` both turn what they receive into an `ApiRequest`, call
+`Router.dispatch`, and render the `ApiResponse`. The route table is therefore written once, and so are the status
+codes, the error shapes and the body limits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from claw_core.errors import ClawError, Invalid, NotFound, TooLarge
+
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "ApiRequest",
+    "ApiResponse",
+    "Handler",
+    "Param",
+    "Route",
+    "Router",
+    "error_response",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY = 1024 * 1024
+"""Bytes a JSON body may have unless its route says otherwise."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiRequest:
+    method: str
+    path: str
+    query: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Header names in lower case."""
+    body: bytes = b""
+    path_params: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def workspace(self) -> str | None:
+        """The workspace named by `X-Workspace`, if any."""
+        return self.headers.get("x-workspace") or None
+
+    def json(self) -> Any:
+        """The body parsed as JSON; an empty body is an empty object."""
+        if not self.body.strip():
+            return {}
+        try:
+            return json.loads(self.body)
+        except (ValueError, UnicodeDecodeError):
+            raise Invalid("Body is not valid JSON") from None
+
+    def json_object(self) -> dict[str, Any]:
+        body = self.json()
+        if not isinstance(body, dict):
+            raise Invalid("Body must be a JSON object")
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class ApiResponse:
+    status: int
+    body: Any = None
+    """A JSON-serialisable value, or raw bytes (then `content_type` says what they are)."""
+    content_type: str = "application/json"
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def encoded(self) -> bytes:
+        if isinstance(self.body, bytes):
+            return self.body
+        return json.dumps(self.body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+Handler = Callable[[ApiRequest], Awaitable[ApiResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """A documented query parameter (for the OpenAPI description and fuzzing)."""
+
+    name: str
+    kind: str = "string"
+    """'string' or 'integer'."""
+    description: str = ""
+    minimum: int | None = None
+    maximum: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    path: str
+    """With `{name}` placeholders, e.g. `/api/threads/{id}`."""
+    handler: Handler
+    summary: str
+    query: Sequence[Param] = ()
+    body_schema: Mapping[str, Any] | None = None
+    """JSON schema of the request body, or None when the route takes none."""
+    responses: Mapping[int, str] = field(default_factory=dict)
+    max_body: int = DEFAULT_MAX_BODY
+    requires_auth: bool = True
+
+    def pattern(self) -> re.Pattern[str]:
+        regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(self.path))
+        return re.compile(f"^{regex}$")
+
+
+def error_response(error: ClawError) -> ApiResponse:
+    headers: dict[str, str] = {}
+    retry_after = getattr(error, "retry_after_s", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, int(retry_after + 0.999)))
+    return ApiResponse(error.status, {"error": error.message}, headers=headers)
+
+
+class Router:
+    """Finds the route of a request and runs it; every failure becomes `{error}` with a status, never a traceback."""
+
+    def __init__(self, routes: Sequence[Route]) -> None:
+        self.routes = tuple(routes)
+        self._compiled = [(route, route.pattern()) for route in self.routes]
+
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        """The route for method and path. Raise NotFound for an unknown path, Invalid(405) for a known path
+        with another method."""
+        allowed: list[str] = []
+        for route, pattern in self._compiled:
+            found = pattern.match(path)
+            if found is None:
+                continue
+            if route.method == method:
+                return route, found.groupdict()
+            allowed.append(route.method)
+        if allowed:
+            raise MethodNotAllowed(allowed)
+        raise NotFound("Not found")
+
+    async def dispatch(self, request: ApiRequest) -> ApiResponse:
+        try:
+            route, params = self.match(request.method, request.path)
+            if len(request.body) > route.max_body:
+                raise TooLarge(f"Body larger than {route.max_body} bytes")
+            bound = ApiRequest(
+                method=request.method,
+                path=request.path,
+                query=request.query,
+                headers=request.headers,
+                body=request.body,
+                path_params=params,
+            )
+            return await route.handler(bound)
+        except MethodNotAllowed as error:
+            return ApiResponse(405, {"error": "Method not allowed"}, headers={"Allow": ", ".join(error.allowed)})
+        except ClawError as error:
+            return error_response(error)
+        except Exception:
+            log.exception("unexpected error on %s %s", request.method, request.path)
+            return ApiResponse(500, {"error": "Internal error"})
+
+    def max_body_for(self, method: str, path: str) -> int:
+        """The body limit of the route a request will reach (the default when it reaches none), so a transport
+        can refuse an oversized body before reading it."""
+        try:
+            route, _ = self.match(method, path)
+        except (ClawError, MethodNotAllowed):
+            return DEFAULT_MAX_BODY
+        return route.max_body
+
+    def requires_auth(self, method: str, path: str) -> bool:
+        try:
+            route, _ = self.match(method, path)
+        except (ClawError, MethodNotAllowed):
+            return True
+        return route.requires_auth
+
+
+class MethodNotAllowed(Exception):
+    def __init__(self, allowed: Sequence[str]) -> None:
+        super().__init__("method not allowed")
+        self.allowed = list(allowed)

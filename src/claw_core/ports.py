@@ -1,0 +1,162 @@
+"""The ports: what the core needs from the outside world, named for the need, not for the technology.
+
+Adapters in `claw_adapters` implement these; the composition root in `claw_app` picks which. Every port that has
+more than one implementation has one contract suite under tests/contract that all of them pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from claw_core.model import (
+    JsonObject,
+    Message,
+    MessageCursor,
+    SearchHit,
+    Thread,
+    ThreadExport,
+    ThreadSummary,
+    UnreadThread,
+    WorkspaceState,
+)
+
+__all__ = [
+    "Clock",
+    "EventSink",
+    "HistoryStore",
+    "HistoryStores",
+    "ImportCounts",
+    "MessagePage",
+    "ThreadPage",
+    "TitleSuggester",
+    "WorkspaceRegistry",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadPage:
+    threads: list[ThreadSummary]
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePage:
+    """Oldest first. `has_more` says whether older messages exist before the first one (or, when paging
+    forward with `after`, newer ones after the last)."""
+
+    messages: list[Message]
+    has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ImportCounts:
+    threads: int
+    messages: int
+
+
+class HistoryStore(Protocol):
+    """One workspace's conversation history. All methods are atomic; none blocks the event loop."""
+
+    async def create_thread(self, thread: Thread) -> None:
+        """Raise Conflict when a thread with this id or session key exists."""
+
+    async def get_thread(self, thread_id: str) -> Thread | None: ...
+
+    async def save_thread(self, thread: Thread) -> None:
+        """Replace every field of an existing thread (by id); raise NotFound if it is gone."""
+
+    async def delete_thread(self, thread_id: str) -> bool:
+        """Delete the thread, its messages and unread marks; False when there was no such thread."""
+
+    async def list_threads(self, *, offset: int, limit: int, search: str | None = None) -> ThreadPage:
+        """Pinned first (by pin_order), then sort_order desc, updated_at desc. `search` keeps the threads with a
+        message matching the full-text query; a query the index cannot parse matches nothing."""
+
+    async def page_messages(
+        self,
+        thread_id: str,
+        *,
+        limit: int,
+        before: MessageCursor | None = None,
+        after: MessageCursor | None = None,
+    ) -> MessagePage:
+        """Up to `limit` messages ordered by (timestamp, id), oldest first. With `before`: the newest ones strictly
+        before it; with `after`: the oldest ones strictly after it; with neither: the newest ones. A cursor without
+        a message id compares on the timestamp alone."""
+
+    async def get_message(self, message_id: str) -> Message | None: ...
+
+    async def upsert_message(self, message: Message, *, now: int) -> tuple[Message, bool]:
+        """Insert the message, or when its id exists in the same thread update content, status and metadata
+        (and seq when given). Moves the thread's updated_at to `now`. Returns the stored message and whether it
+        was created. Raise NotFound when the thread is gone, Conflict when the id belongs to another thread."""
+
+    async def delete_message(self, thread_id: str, message_id: str) -> bool: ...
+
+    async def add_unread(self, thread_id: str, message_id: str) -> int:
+        """Mark one message unread; returns the thread's new unread count."""
+
+    async def mark_read(self, thread_id: str, message_ids: Sequence[str]) -> int:
+        """Returns the thread's remaining unread count."""
+
+    async def clear_unread(self, thread_id: str) -> None: ...
+
+    async def unread_threads(self) -> list[UnreadThread]: ...
+
+    async def total_unread(self) -> int: ...
+
+    async def search(self, query: str, *, offset: int, limit: int) -> tuple[list[SearchHit], int]:
+        """Full-text search, most recently stored first, snippets marked with <mark>..</mark>. A malformed query gives no hit."""
+
+    def export_threads(self) -> AsyncIterator[ThreadExport]:
+        """Every thread with all its messages, one at a time so a large history never sits in memory whole."""
+
+    async def count_threads(self) -> int: ...
+
+    async def import_threads(self, threads: Sequence[ThreadExport]) -> ImportCounts:
+        """Insert the threads and messages that are missing, in one transaction; existing ones are left as they are."""
+
+    async def rewrite_session_keys(self, agent: str, workspace: str) -> list[str]:
+        """Point every thread's session key at `agent`; returns the keys that changed (old values)."""
+
+    async def close(self) -> None: ...
+
+
+class HistoryStores(Protocol):
+    """The history of every workspace: one store per workspace, opened on first use."""
+
+    async def open(self, workspace: str) -> HistoryStore: ...
+
+    async def drop(self, workspace: str) -> None:
+        """Close the workspace's store and delete everything it kept."""
+
+    async def close(self) -> None: ...
+
+
+class WorkspaceRegistry(Protocol):
+    """Where the list of workspaces and the active one are kept."""
+
+    async def load(self) -> WorkspaceState | None:
+        """None when nothing was ever saved."""
+
+    async def save(self, state: WorkspaceState) -> None:
+        """Atomically: after a crash, either the old or the new state is read back, never a torn one."""
+
+
+class Clock(Protocol):
+    def now_ms(self) -> int: ...
+
+
+class EventSink(Protocol):
+    """Where the core announces what changed (thread-title-updated, unread-update, ...) to connected clients.
+    Must not block: slow listeners are the sink's problem, never the caller's."""
+
+    def publish(self, event: JsonObject) -> None: ...
+
+
+class TitleSuggester(Protocol):
+    """Proposes a short title for a thread from its messages (the gateway's agent, or a local rule)."""
+
+    async def suggest_title(self, thread: Thread, messages: Sequence[Message]) -> str | None: ...

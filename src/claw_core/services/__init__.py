@@ -1,0 +1,1 @@
+"""Use cases: what the connector does, written against ports only."""
