@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from claw_core.errors import Invalid
@@ -66,7 +66,7 @@ def validate_agent_id(agent: object) -> str:
     return agent
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     USER = "user"
     ASSISTANT = "assistant"
     SYSTEM = "system"
@@ -74,10 +74,10 @@ class Role(str, Enum):
 
     @classmethod
     def parse(cls, value: object) -> Role:
-        try:
-            return cls(value)
-        except ValueError:
-            raise Invalid("role must be one of user, assistant, system, tool") from None
+        for role in cls:
+            if role.value == value:
+                return role
+        raise Invalid("role must be one of user, assistant, system, tool")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +101,9 @@ class SessionKey:
         if len(parts) != 5 or parts[0] != "agent" or parts[3] != "chat":
             return None
         agent, workspace, thread_id = parts[1], parts[2], parts[4]
-        if not (_AGENT_ID.fullmatch(agent) and _WORKSPACE_NAME.fullmatch(workspace) and _THREAD_ID.fullmatch(thread_id)):
+        if not (
+            _AGENT_ID.fullmatch(agent) and _WORKSPACE_NAME.fullmatch(workspace) and _THREAD_ID.fullmatch(thread_id)
+        ):
             return None
         return cls(agent, workspace, thread_id)
 

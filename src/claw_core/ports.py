@@ -108,7 +108,8 @@ class HistoryStore(Protocol):
     async def total_unread(self) -> int: ...
 
     async def search(self, query: str, *, offset: int, limit: int) -> tuple[list[SearchHit], int]:
-        """Full-text search, most recently stored first, snippets marked with <mark>..</mark>. A malformed query gives no hit."""
+        """Full-text search, most recently stored first, snippets marked with <mark>..</mark>.
+        A malformed query gives no hit."""
 
     def export_threads(self) -> AsyncIterator[ThreadExport]:
         """Every thread with all its messages, one at a time so a large history never sits in memory whole."""

@@ -1,0 +1,80 @@
+"""An OpenAPI 3.1 description built from the route table, so it can never drift from what is served."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from claw_core import __version__
+from claw_core.api.contract import Route
+
+__all__ = ["openapi_document"]
+
+_ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+
+
+def openapi_document(routes: Sequence[Route]) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "claw-connector API", "version": __version__},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Error": _ERROR},
+        },
+        "security": [{"bearer": []}],
+        "paths": paths,
+    }
+
+
+def _operation(route: Route) -> dict[str, Any]:
+    parameters: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in re.findall(r"\{(\w+)\}", route.path)
+    ]
+    for param in route.query:
+        schema: dict[str, Any] = {"type": param.kind}
+        if param.minimum is not None:
+            schema["minimum"] = param.minimum
+        if param.maximum is not None:
+            schema["maximum"] = param.maximum
+        parameters.append(
+            {"name": param.name, "in": "query", "required": False, "schema": schema, "description": param.description}
+        )
+    parameters.append(
+        {
+            "name": "X-Workspace",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "pattern": "^[a-z0-9-]{1,32}$"},
+            "description": "the workspace to act on (default: the active one)",
+        }
+    )
+    responses: dict[str, Any] = {
+        str(status): {"description": text, "content": {"application/json": {}}}
+        for status, text in sorted(route.responses.items())
+    }
+    responses.setdefault("200", {"description": "success", "content": {"application/json": {}}})
+    error = {
+        "description": "error",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    responses.setdefault("400", error)
+    responses["default"] = error
+    operation: dict[str, Any] = {
+        "summary": route.summary,
+        "operationId": f"{route.method.lower()}_{re.sub(r'[^a-zA-Z0-9]+', '_', route.path).strip('_')}",
+        "parameters": parameters,
+        "responses": responses,
+    }
+    if route.body_schema is not None:
+        operation["requestBody"] = {
+            "required": "required" in route.body_schema,
+            "content": {"application/json": {"schema": route.body_schema}},
+        }
+    if not route.requires_auth:
+        operation["security"] = []
+    return operation

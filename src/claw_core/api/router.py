@@ -1,0 +1,20 @@
+"""Builds the one router both transports dispatch into: the route tables plus the OpenAPI description of them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from claw_core.api.contract import ApiRequest, ApiResponse, Route, Router
+from claw_core.api.openapi import openapi_document
+
+__all__ = ["build_router"]
+
+
+def build_router(routes: Sequence[Route]) -> Router:
+    document = openapi_document(routes)
+
+    async def openapi(request: ApiRequest) -> ApiResponse:
+        return ApiResponse(200, document)
+
+    described = Route("GET", "/api/openapi.json", openapi, "This description", requires_auth=False)
+    return Router([*routes, described])
