@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from claw_core.api.contract import ApiRequest, ApiResponse, Route, Router
 from claw_core.api.openapi import openapi_document
@@ -11,10 +12,11 @@ __all__ = ["build_router"]
 
 
 def build_router(routes: Sequence[Route]) -> Router:
-    document = openapi_document(routes)
+    document: dict[str, Any] = {}
 
     async def openapi(request: ApiRequest) -> ApiResponse:
         return ApiResponse(200, document)
 
-    described = Route("GET", "/api/openapi.json", openapi, "This description", requires_auth=False)
-    return Router([*routes, described])
+    served = [*routes, Route("GET", "/api/openapi.json", openapi, "This description", requires_auth=False)]
+    document.update(openapi_document(served))
+    return Router(served)

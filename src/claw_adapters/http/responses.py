@@ -1,0 +1,73 @@
+"""From the core's `ApiResponse` (and the transport's own refusals) to aiohttp responses, always JSON errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from http import HTTPStatus
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from claw_core.api.contract import ApiResponse
+
+__all__ = ["JSON_CONTENT_TYPE", "error_message", "json_error", "render", "secure_headers"]
+
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+
+_NO_BODY = frozenset({204, 304})
+_MESSAGES = {400: "Bad request", 500: "Internal error"}
+
+
+def error_message(status: int) -> str:
+    """A fixed, client-safe message for a status: never an exception's text, which may quote the request."""
+    if status in _MESSAGES:
+        return _MESSAGES[status]
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def json_error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    """`{"error": message}` with `status`, the one shape every refusal of this transport has."""
+    body = json.dumps({"error": message}, ensure_ascii=False, separators=(",", ":")).encode()
+    merged: CIMultiDict[str] = CIMultiDict(headers or {})
+    merged["Content-Type"] = JSON_CONTENT_TYPE
+    return web.Response(status=status, body=body, headers=merged)
+
+
+def render(response: ApiResponse) -> web.Response:
+    """Raw bytes go out with the response's own content type; anything else is JSON in UTF-8."""
+    if isinstance(response.body, bytes):
+        body, content_type = response.body, response.content_type
+    else:
+        body = response.encoded()
+        content_type = response.content_type
+        if "charset=" not in content_type.lower():
+            content_type = f"{content_type}; charset=utf-8"
+    if response.status in _NO_BODY:
+        body = b""
+    headers: CIMultiDict[str] = CIMultiDict(response.headers)
+    headers["Content-Type"] = content_type
+    return web.Response(status=response.status, body=body, headers=headers)
+
+
+def secure_headers(response: web.StreamResponse, allowed_origin: str | None) -> None:
+    """Headers every response carries: `Vary: Origin` (the answer depends on it), the CORS allow header for an
+    allowlisted origin only (never `*`), and the headers that stop a served file from being sniffed into a page
+    or cached by the browser."""
+    if response.prepared:
+        return
+    headers = response.headers
+    vary = headers.get("Vary")
+    if vary is None:
+        headers["Vary"] = "Origin"
+    elif "origin" not in {part.strip().lower() for part in vary.split(",")}:
+        headers["Vary"] = f"{vary}, Origin"
+    if allowed_origin is not None:
+        headers["Access-Control-Allow-Origin"] = allowed_origin
+        headers["Access-Control-Expose-Headers"] = "Retry-After, WWW-Authenticate"
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers.setdefault("Cache-Control", "no-store")
+    headers.setdefault("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'; sandbox")

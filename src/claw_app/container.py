@@ -1,0 +1,76 @@
+"""The composition root: the one place that decides which adapter serves which port.
+
+Swapping a backend is a configuration value read by a `Selector`, never a code edit; tests swap providers with
+`container.override(...)` instead of monkeypatching.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dependency_injector import containers, providers
+
+from claw_adapters.storage.memory import InMemoryHistoryStores
+from claw_adapters.storage.sqlite import SqliteHistoryStores
+from claw_adapters.storage.workspace_file import InMemoryWorkspaceRegistry, JsonFileWorkspaceRegistry
+from claw_app.settings import Settings
+from claw_core.services.clock import SystemClock
+from claw_core.services.events import EventHub
+from claw_core.services.history import ActiveThreads, HistoryService
+from claw_core.services.titles import FirstMessageTitles
+from claw_core.services.transfer import TransferService
+from claw_core.services.workspaces import WorkspaceService
+
+__all__ = ["Container", "build_container"]
+
+WORKSPACES_FILE = "workspaces.json"
+
+
+class Container(containers.DeclarativeContainer):
+    config = providers.Configuration(strict=True)
+
+    clock = providers.Singleton(SystemClock)
+    events = providers.Singleton(EventHub)
+    titles = providers.Singleton(FirstMessageTitles)
+    active_threads = providers.Singleton(ActiveThreads)
+
+    history_stores = providers.Selector(
+        config.storage_backend,
+        sqlite=providers.Singleton(
+            SqliteHistoryStores,
+            data_dir=config.data_dir,
+            synchronous=config.sqlite_synchronous,
+        ),
+        memory=providers.Singleton(InMemoryHistoryStores),
+    )
+    workspace_registry = providers.Selector(
+        config.storage_backend,
+        sqlite=providers.Singleton(
+            JsonFileWorkspaceRegistry,
+            path=providers.Callable(lambda data_dir: Path(data_dir) / WORKSPACES_FILE, config.data_dir),
+        ),
+        memory=providers.Singleton(InMemoryWorkspaceRegistry),
+    )
+
+    workspaces = providers.Singleton(WorkspaceService, registry=workspace_registry, stores=history_stores, clock=clock)
+    history = providers.Singleton(
+        HistoryService,
+        stores=history_stores,
+        clock=clock,
+        events=events,
+        titles=titles,
+        active=active_threads,
+    )
+    transfer = providers.Singleton(TransferService, stores=history_stores)
+
+
+def build_container(settings: Settings) -> Container:
+    container = Container()
+    container.config.from_dict(
+        {
+            "storage_backend": settings.storage_backend,
+            "data_dir": settings.data_dir,
+            "sqlite_synchronous": settings.sqlite_synchronous,
+        }
+    )
+    return container

@@ -1,0 +1,66 @@
+"""The connector as a service with a start and a stop, so it can run from the CLI or be embedded (a plugin host,
+a test) and always shut down the same way: stop accepting, finish in-flight requests, close the databases."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from claw_adapters.http import HttpServer, HttpSettings, create_app, start_http
+from claw_app.container import Container, build_container
+from claw_app.settings import Settings
+from claw_core.api.contract import Router
+from claw_core.api.history_routes import HistoryApi, history_routes
+from claw_core.api.router import build_router
+
+__all__ = ["ConnectorService"]
+
+log = logging.getLogger(__name__)
+
+
+class ConnectorService:
+    def __init__(self, settings: Settings, container: Container | None = None) -> None:
+        if settings.auth_token is None:
+            raise ValueError("the connector needs an API token (see claw_app.settings.ensure_auth_token)")
+        self.settings = settings
+        self.container = container or build_container(settings)
+        self._http: HttpServer | None = None
+
+    def router(self) -> Router:
+        container = self.container
+        api = HistoryApi(
+            workspaces=container.workspaces(),
+            history=container.history(),
+            transfer=container.transfer(),
+            clock=container.clock(),
+            started_monotonic=time.monotonic(),
+        )
+        return build_router(history_routes(api))
+
+    async def start(self) -> str:
+        """Open the stores, start serving; returns the URL it listens on."""
+        settings = self.settings
+        await self.container.workspaces().start()
+        http_settings = HttpSettings(
+            token=settings.auth_token or "",
+            allowed_hosts=settings.allowed_hosts,
+            cors_origins=settings.cors_origins,
+        )
+        app = create_app(self.router(), http_settings)
+        self._http = await start_http(app, settings.host, settings.port)
+        return self._http.url
+
+    @property
+    def port(self) -> int:
+        if self._http is None:
+            raise RuntimeError("not started")
+        return self._http.port
+
+    async def stop(self) -> None:
+        """Idempotent. Stops the HTTP server first so no request touches a closed database."""
+        if self._http is not None:
+            await self._http.stop()
+            self._http = None
+        await self.container.history().close()
+        await self.container.history_stores().close()
+        log.info("connector stopped")

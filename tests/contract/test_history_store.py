@@ -1,0 +1,674 @@
+"""The HistoryStore / HistoryStores contract: every test runs on every adapter (the in-memory fake and SQLite).
+
+Search tests use plain words only: the fake does not stem and knows no FTS5 syntax (see its module docstring).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from claw_core.errors import Conflict, Invalid, NotFound, Unavailable
+from claw_core.model import JsonObject, Message, MessageCursor, Role, SessionKey, Thread, ThreadExport
+from claw_core.ports import HistoryStore, HistoryStores, ImportCounts
+
+
+def thread(thread_id: str, *, workspace: str = "default", **fields: Any) -> Thread:
+    defaults = {"created_at": 100, "updated_at": 100}
+    return Thread(id=thread_id, session_key=SessionKey("main", workspace, thread_id).format(), **{**defaults, **fields})
+
+
+def message(
+    message_id: str,
+    thread_id: str = "t1",
+    content: str = "hello",
+    *,
+    timestamp: int = 1_000,
+    role: Role = Role.USER,
+    metadata: JsonObject | None = None,
+    **fields: Any,
+) -> Message:
+    return Message(message_id, thread_id, role, content, timestamp, metadata=metadata, **fields)
+
+
+async def stored_thread(store: HistoryStore, thread_id: str) -> Thread:
+    found = await store.get_thread(thread_id)
+    assert found is not None
+    return found
+
+
+async def stored_message(store: HistoryStore, message_id: str) -> Message:
+    found = await store.get_message(message_id)
+    assert found is not None
+    return found
+
+
+async def add_messages(store: HistoryStore, *messages: Message) -> None:
+    for item in messages:
+        await store.upsert_message(item, now=5_000)
+
+
+async def ids(store: HistoryStore, **page: Any) -> tuple[list[str], bool]:
+    result = await store.page_messages("t1", **page)
+    return [m.id for m in result.messages], result.has_more
+
+
+async def listed(store: HistoryStore, search: str | None = None) -> list[str]:
+    page = await store.list_threads(offset=0, limit=100, search=search)
+    return [summary.thread.id for summary in page.threads]
+
+
+# --- threads ---
+
+
+async def test_a_thread_round_trips_every_field(history_store: HistoryStore) -> None:
+    original = Thread(
+        id="t1",
+        session_key="agent:main:default:chat:t1",
+        title="Plans",
+        pinned=True,
+        pin_order=3,
+        sort_order=7,
+        model="gpt",
+        last_session_id="s-1",
+        unread_count=0,
+        metadata={"nested": {"list": [1, "two", None]}, "flag": True},
+        created_at=10,
+        updated_at=20,
+    )
+    await history_store.create_thread(original)
+    assert await history_store.get_thread("t1") == original
+    assert await history_store.get_thread("missing") is None
+    assert await history_store.count_threads() == 1
+
+
+async def test_metadata_none_stays_none(history_store: HistoryStore) -> None:
+    await history_store.create_thread(thread("t1"))
+    stored, _ = await history_store.upsert_message(message("m1"), now=1)
+    assert (await stored_thread(history_store, "t1")).metadata is None
+    assert stored.metadata is None
+
+
+async def test_stored_values_do_not_alias_the_callers(history_store: HistoryStore) -> None:
+    metadata: JsonObject = {"tags": ["a"]}
+    await history_store.create_thread(thread("t1", metadata=metadata))
+    metadata["tags"].append("b")
+    assert (await stored_thread(history_store, "t1")).metadata == {"tags": ["a"]}
+
+
+async def test_a_duplicate_thread_id_conflicts(history_store: HistoryStore) -> None:
+    await history_store.create_thread(thread("t1"))
+    with pytest.raises(Conflict, match="Thread already exists"):
+        await history_store.create_thread(thread("t1").with_changes(session_key="agent:main:default:chat:other"))
+
+
+async def test_a_duplicate_session_key_conflicts(history_store: HistoryStore) -> None:
+    await history_store.create_thread(thread("t1"))
+    with pytest.raises(Conflict, match="Thread already exists"):
+        await history_store.create_thread(thread("t2").with_changes(session_key=thread("t1").session_key))
+    assert await history_store.count_threads() == 1
+
+
+async def test_save_thread_replaces_every_field(history_store: HistoryStore) -> None:
+    await history_store.create_thread(thread("t1"))
+    changed = thread("t1").with_changes(
+        session_key="agent:other:default:chat:t1",
+        title="Renamed",
+        pinned=True,
+        pin_order=2,
+        sort_order=-1,
+        model="m",
+        last_session_id="s",
+        unread_count=4,
+        metadata={"k": "v"},
+        created_at=1,
+        updated_at=999,
+    )
+    await history_store.save_thread(changed)
+    assert await history_store.get_thread("t1") == changed
+
+
+async def test_saving_a_missing_thread_is_not_found(history_store: HistoryStore) -> None:
+    with pytest.raises(NotFound, match="Thread not found"):
+        await history_store.save_thread(thread("gone"))
+
+
+async def test_saving_another_threads_session_key_conflicts(history_store: HistoryStore) -> None:
+    await history_store.create_thread(thread("t1"))
+    await history_store.create_thread(thread("t2"))
+    with pytest.raises(Conflict):
+        await history_store.save_thread(thread("t2").with_changes(session_key=thread("t1").session_key))
+    assert await history_store.get_thread("t2") == thread("t2")
+
+
+async def test_delete_thread_cascades_to_messages_unread_marks_and_search(history_store: HistoryStore) -> None:
+    await history_store.create_thread(thread("t1"))
+    await history_store.create_thread(thread("t2"))
+    await add_messages(history_store, message("m1", content="needle"), message("m2", "t2", content="needle"))
+    await history_store.add_unread("t1", "m1")
+    await history_store.add_unread("t2", "m2")
+
+    assert await history_store.delete_thread("t1") is True
+    assert await history_store.get_thread("t1") is None
+    assert await history_store.get_message("m1") is None
+    assert (await history_store.page_messages("t1", limit=10)).messages == []
+    assert [u.id for u in await history_store.unread_threads()] == ["t2"]
+    assert await history_store.total_unread() == 1
+    hits, total = await history_store.search("needle", offset=0, limit=10)
+    assert ([h.message_id for h in hits], total) == (["m2"], 1)
+    assert await history_store.delete_thread("t1") is False
+    # the id is free again, with nothing left over
+    await history_store.create_thread(thread("t1"))
+    assert (await history_store.page_messages("t1", limit=10)).messages == []
+
+
+async def test_threads_are_listed_pinned_first_then_by_sort_order_and_recency(history_store: HistoryStore) -> None:
+    for item in [
+        thread("plain-old", updated_at=1),
+        thread("plain-new", updated_at=9),
+        thread("plain-tie-b", updated_at=5),
+        thread("plain-tie-a", updated_at=5),
+        thread("sorted-high", sort_order=2, updated_at=1),
+        thread("sorted-low", sort_order=1, updated_at=1),
+        thread("pin-second", pinned=True, pin_order=2, updated_at=99),
+        thread("pin-first", pinned=True, pin_order=1, updated_at=1),
+        # pin_order only orders pinned threads: a stale one on an unpinned thread is ignored
+        thread("unpinned-stale-order", pin_order=-5, updated_at=2),
+    ]:
+        await history_store.create_thread(item)
+    assert await listed(history_store) == [
+        "pin-first",
+        "pin-second",
+        "sorted-high",
+        "sorted-low",
+        "plain-new",
+        "plain-tie-a",
+        "plain-tie-b",
+        "unpinned-stale-order",
+        "plain-old",
+    ]
+
+
+async def test_thread_pages_use_offset_and_limit_and_count_every_thread(history_store: HistoryStore) -> None:
+    for index in range(5):
+        await history_store.create_thread(thread(f"t{index}", updated_at=index))
+    page = await history_store.list_threads(offset=1, limit=2)
+    assert ([s.thread.id for s in page.threads], page.total) == (["t3", "t2"], 5)
+    past_the_end = await history_store.list_threads(offset=10, limit=2)
+    assert (past_the_end.threads, past_the_end.total) == ([], 5)
+
+
+async def test_negative_windows_are_invalid(history_store: HistoryStore) -> None:
+    with pytest.raises(Invalid):
+        await history_store.list_threads(offset=-1, limit=10)
+    with pytest.raises(Invalid):
+        await history_store.search("x", offset=0, limit=-1)
+    with pytest.raises(Invalid):
+        await history_store.page_messages("t1", limit=-1)
+
+
+@pytest.mark.parametrize(
+    ("role", "metadata", "pending"),
+    [
+        (Role.ASSISTANT, {"pending": True}, True),
+        (Role.ASSISTANT, {"pending": 1}, True),
+        (Role.ASSISTANT, {"pending": "yes"}, True),
+        (Role.ASSISTANT, {"pending": False}, False),
+        (Role.ASSISTANT, {"pending": 0}, False),
+        (Role.ASSISTANT, {"pending": ""}, False),
+        (Role.ASSISTANT, {"pending": None}, False),
+        (Role.ASSISTANT, {"other": True}, False),
+        (Role.ASSISTANT, None, False),
+        (Role.USER, {"pending": True}, False),
+    ],
+)
+async def test_has_pending_means_an_assistant_message_with_a_truthy_pending_flag(
+    history_store: HistoryStore, role: Role, metadata: JsonObject | None, pending: bool
+) -> None:
+    await history_store.create_thread(thread("t1"))
+    await history_store.create_thread(thread("t2"))
+    await add_messages(history_store, message("m1", role=role, metadata=metadata), message("m2", "t2"))
+    page = await history_store.list_threads(offset=0, limit=10)
+    assert {s.thread.id: s.has_pending for s in page.threads} == {"t1": pending, "t2": False}
+
+
+async def test_has_pending_clears_when_the_placeholder_is_filled(history_store: HistoryStore) -> None:
+    await history_store.create_thread(thread("t1"))
+    await add_messages(history_store, message("m1", role=Role.ASSISTANT, content="", metadata={"pending": True}))
+    await add_messages(history_store, message("m1", role=Role.ASSISTANT, content="done", metadata={"pending": False}))
+    [summary] = (await history_store.list_threads(offset=0, limit=10)).threads
+    assert summary.has_pending is False
+
+
+# --- message pages ---
+
+
+async def five_messages(store: HistoryStore) -> None:
+    await store.create_thread(thread("t1"))
+    # inserted out of order on purpose; two pairs share a timestamp
+    for message_id, timestamp in [("e", 30), ("a", 10), ("c", 20), ("b", 20), ("d", 20)]:
+        await store.upsert_message(message(message_id, timestamp=timestamp), now=1)
+
+
+async def test_without_a_cursor_the_newest_messages_come_oldest_first(history_store: HistoryStore) -> None:
+    await five_messages(history_store)
+    assert await ids(history_store, limit=2) == (["d", "e"], True)
+    assert await ids(history_store, limit=5) == (["a", "b", "c", "d", "e"], False)
+    assert await ids(history_store, limit=50) == (["a", "b", "c", "d", "e"], False)
+
+
+async def test_before_a_message_cursor_pages_backwards_through_timestamp_ties(history_store: HistoryStore) -> None:
+    await five_messages(history_store)
+    assert await ids(history_store, limit=2, before=MessageCursor(20, "d")) == (["b", "c"], True)
+    assert await ids(history_store, limit=2, before=MessageCursor(20, "b")) == (["a"], False)
+    assert await ids(history_store, limit=2, before=MessageCursor(10, "a")) == ([], False)
+
+
+async def test_after_a_message_cursor_pages_forwards_through_timestamp_ties(history_store: HistoryStore) -> None:
+    await five_messages(history_store)
+    assert await ids(history_store, limit=2, after=MessageCursor(10, "a")) == (["b", "c"], True)
+    assert await ids(history_store, limit=2, after=MessageCursor(20, "c")) == (["d", "e"], False)
+    assert await ids(history_store, limit=2, after=MessageCursor(30, "e")) == ([], False)
+
+
+async def test_a_cursor_without_a_message_id_compares_on_the_timestamp_alone(history_store: HistoryStore) -> None:
+    await five_messages(history_store)
+    assert await ids(history_store, limit=10, before=MessageCursor(20)) == (["a"], False)
+    assert await ids(history_store, limit=10, after=MessageCursor(20)) == (["e"], False)
+    assert await ids(history_store, limit=1, after=MessageCursor(0)) == (["a"], True)
+
+
+async def test_before_and_after_together_are_invalid(history_store: HistoryStore) -> None:
+    await five_messages(history_store)
+    with pytest.raises(Invalid):
+        await history_store.page_messages("t1", limit=5, before=MessageCursor(30), after=MessageCursor(10))
+
+
+async def test_pages_only_hold_the_threads_own_messages(history_store: HistoryStore) -> None:
+    await five_messages(history_store)
+    await history_store.create_thread(thread("t2"))
+    await add_messages(history_store, message("other", "t2", timestamp=20))
+    assert await ids(history_store, limit=10) == (["a", "b", "c", "d", "e"], False)
+    empty = await history_store.page_messages("unknown", limit=10)
+    assert (empty.messages, empty.has_more) == ([], False)
+
+
+# --- messages ---
+
+
+async def test_upsert_creates_then_updates_in_place(history_store: HistoryStore) -> None:
+    await history_store.create_thread(thread("t1", updated_at=100))
+    first = message("m1", content="draft", timestamp=1_000, metadata={"pending": True}, seq=3, created_at=1_001)
+    stored, created = await history_store.upsert_message(first, now=2_000)
+    assert (stored, created) == (first, True)
+    assert (await stored_thread(history_store, "t1")).updated_at == 2_000
+
+    second = message("m1", content="final", timestamp=9_999, role=Role.ASSISTANT, status="error", metadata={"x": 1})
+    stored, created = await history_store.upsert_message(second, now=3_000)
+    assert created is False
+    # content, status and metadata change; the role, timestamp, created_at stay; seq stays when not given
+    assert stored == Message(
+        "m1", "t1", Role.USER, "final", 1_000, status="error", metadata={"x": 1}, seq=3, created_at=1_001
+    )
+    assert await history_store.get_message("m1") == stored
+    assert (await stored_thread(history_store, "t1")).updated_at == 3_000
+
+    stored, _ = await history_store.upsert_message(message("m1", content="final", seq=4), now=4_000)
+    assert stored.seq == 4
+
+
+async def test_a_new_message_without_created_at_is_stamped_now(history_store: HistoryStore) -> None:
+    await history_store.create_thread(thread("t1"))
+    stored, _ = await history_store.upsert_message(message("m1"), now=7_777)
+    assert stored.created_at == 7_777
+
+
+async def test_upsert_into_a_missing_thread_is_not_found(history_store: HistoryStore) -> None:
+    with pytest.raises(NotFound, match="Thread not found"):
+        await history_store.upsert_message(message("m1", "gone"), now=1)
+
+
+async def test_a_message_id_of_another_thread_conflicts(history_store: HistoryStore) -> None:
+    await history_store.create_thread(thread("t1"))
+    await history_store.create_thread(thread("t2", updated_at=100))
+    await add_messages(history_store, message("m1", content="mine"))
+    with pytest.raises(Conflict):
+        await history_store.upsert_message(message("m1", "t2", content="theirs"), now=9_000)
+    assert (await stored_message(history_store, "m1")).content == "mine"
+    assert (await stored_thread(history_store, "t2")).updated_at == 100
+
+
+async def test_delete_message(history_store: HistoryStore) -> None:
+    await history_store.create_thread(thread("t1"))
+    await history_store.create_thread(thread("t2"))
+    await add_messages(history_store, message("m1"), message("m2"))
+    assert await history_store.delete_message("t2", "m1") is False  # not that thread's message
+    assert await history_store.delete_message("t1", "m1") is True
+    assert await history_store.delete_message("t1", "m1") is False
+    assert await history_store.get_message("m1") is None
+    assert await ids(history_store, limit=10) == (["m2"], False)
+
+
+async def test_deleting_an_unread_message_drops_its_unread_mark(history_store: HistoryStore) -> None:
+    await history_store.create_thread(thread("t1"))
+    await add_messages(history_store, message("m1"), message("m2"))
+    await history_store.add_unread("t1", "m1")
+    await history_store.add_unread("t1", "m2")
+    await history_store.delete_message("t1", "m1")
+    [unread] = await history_store.unread_threads()
+    assert (unread.unread_count, unread.unread_message_ids) == (1, ("m2",))
+
+
+# --- unread ---
+
+
+async def test_unread_marks_count_per_thread(history_store: HistoryStore) -> None:
+    await history_store.create_thread(thread("t1"))
+    await history_store.create_thread(thread("t2"))
+    assert await history_store.add_unread("t1", "m1") == 1
+    assert await history_store.add_unread("t1", "m1") == 1  # a duplicate mark counts once
+    assert await history_store.add_unread("t1", "m2") == 2
+    assert await history_store.add_unread("t1", "m3") == 3
+    assert await history_store.add_unread("t2", "x") == 1
+    assert await history_store.total_unread() == 4
+
+    assert await history_store.mark_read("t1", ["m1", "m3", "never-unread"]) == 1
+    assert (await stored_thread(history_store, "t1")).unread_count == 1
+    await history_store.clear_unread("t2")
+    assert (await stored_thread(history_store, "t2")).unread_count == 0
+    assert await history_store.total_unread() == 1
+
+
+async def test_unread_threads_show_the_newest_message_cut_to_100_characters(history_store: HistoryStore) -> None:
+    await history_store.create_thread(thread("t1", title="First"))
+    await history_store.create_thread(thread("t2", title="Second"))
+    await history_store.create_thread(thread("read"))
+    long_text = "é" * 150
+    await add_messages(history_store, message("new", content=long_text, timestamp=2), message("old", timestamp=1))
+    await history_store.add_unread("t1", "new")
+    await history_store.add_unread("t1", "old")
+    await history_store.add_unread("t2", "ghost")
+
+    unread = {u.id: u for u in await history_store.unread_threads()}
+    assert set(unread) == {"t1", "t2"}
+    assert (unread["t1"].title, unread["t1"].unread_count) == ("First", 2)
+    assert unread["t1"].last_message == "é" * 100
+    assert unread["t1"].unread_message_ids == ("new", "old")  # in the order they were marked
+    assert (unread["t2"].last_message, unread["t2"].unread_message_ids) == (None, ("ghost",))
+
+
+async def test_unread_marks_need_the_thread(history_store: HistoryStore) -> None:
+    with pytest.raises(NotFound):
+        await history_store.add_unread("gone", "m1")
+    with pytest.raises(NotFound):
+        await history_store.mark_read("gone", ["m1"])
+    with pytest.raises(NotFound):
+        await history_store.clear_unread("gone")
+
+
+# --- search ---
+
+
+async def searchable(store: HistoryStore) -> None:
+    await store.create_thread(thread("t1", title="Travel"))
+    await store.create_thread(thread("t2", title="Cooking"))
+    await add_messages(
+        store,
+        message("m1", "t1", "Pack the blue suitcase", timestamp=3),
+        message("m2", "t2", "Blue cheese goes with pears", role=Role.ASSISTANT, timestamp=1),
+        message("m3", "t1", "I don't like blue", timestamp=2),
+        message("m4", "t2", "Nothing relevant here", timestamp=4),
+    )
+
+
+async def test_search_finds_whole_words_most_recently_stored_first(history_store: HistoryStore) -> None:
+    await searchable(history_store)
+    hits, total = await history_store.search("BLUE", offset=0, limit=10)
+    assert total == 3
+    assert [h.message_id for h in hits] == ["m3", "m2", "m1"]
+    cheese = hits[1]
+    assert (cheese.thread_id, cheese.thread_title, cheese.role, cheese.timestamp) == ("t2", "Cooking", "assistant", 1)
+    assert cheese.snippet == "<mark>Blue</mark> cheese goes with pears"
+    assert await history_store.search("blu", offset=0, limit=10) == ([], 0)
+
+
+async def test_search_pages_and_keeps_the_total(history_store: HistoryStore) -> None:
+    await searchable(history_store)
+    hits, total = await history_store.search("blue", offset=1, limit=1)
+    assert ([h.message_id for h in hits], total) == (["m2"], 3)
+
+
+async def test_search_needs_every_word(history_store: HistoryStore) -> None:
+    await searchable(history_store)
+    hits, total = await history_store.search("blue suitcase", offset=0, limit=10)
+    assert ([h.message_id for h in hits], total) == (["m1"], 1)
+    assert hits[0].snippet == "Pack the <mark>blue</mark> <mark>suitcase</mark>"
+
+
+async def test_search_keeps_apostrophes_inside_words(history_store: HistoryStore) -> None:
+    await searchable(history_store)
+    hits, _ = await history_store.search("don't", offset=0, limit=10)
+    assert [h.message_id for h in hits] == ["m3"]
+    assert hits[0].snippet == "I <mark>don't</mark> like blue"
+    assert await history_store.search("don", offset=0, limit=10) == ([], 0)
+
+
+@pytest.mark.parametrize("query", ['suitcase"', "(suitcase", "suitcase:", "suitcase)"])
+async def test_a_malformed_query_falls_back_to_its_words(history_store: HistoryStore, query: str) -> None:
+    await searchable(history_store)
+    hits, total = await history_store.search(query, offset=0, limit=10)
+    assert ([h.message_id for h in hits], total) == (["m1"], 1)
+
+
+@pytest.mark.parametrize("query", ["", "   ", '"', "unknownword AND", "(nowhere", "missing:"])
+async def test_a_query_that_matches_nothing_gives_no_hit_and_no_error(history_store: HistoryStore, query: str) -> None:
+    await searchable(history_store)
+    assert await history_store.search(query, offset=0, limit=10) == ([], 0)
+    page = await history_store.list_threads(offset=0, limit=10, search=query)
+    assert (page.threads, page.total) == ([], 0)
+
+
+async def test_search_follows_edits_and_deletes(history_store: HistoryStore) -> None:
+    await searchable(history_store)
+    await add_messages(history_store, message("m1", "t1", "Pack the red suitcase", timestamp=3))
+    await history_store.delete_message("t1", "m3")
+    hits, total = await history_store.search("blue", offset=0, limit=10)
+    assert ([h.message_id for h in hits], total) == (["m2"], 1)
+    assert [h.message_id for h in (await history_store.search("red", offset=0, limit=10))[0]] == ["m1"]
+
+
+async def test_listing_threads_with_a_search_keeps_the_threads_with_a_match(history_store: HistoryStore) -> None:
+    await searchable(history_store)
+    await history_store.create_thread(thread("t3"))
+    assert await listed(history_store, "suitcase") == ["t1"]
+    assert sorted(await listed(history_store, "blue")) == ["t1", "t2"]
+    page = await history_store.list_threads(offset=0, limit=1, search="blue")
+    assert (len(page.threads), page.total) == (1, 2)
+    past_the_end = await history_store.list_threads(offset=5, limit=1, search="blue")
+    assert (past_the_end.threads, past_the_end.total) == ([], 2)
+    assert await listed(history_store, 'suitcase"') == ["t1"]
+
+
+# --- export and import ---
+
+
+async def history_of_two_threads(store: HistoryStore) -> None:
+    await store.create_thread(thread("b-later", created_at=200, title="B", metadata={"k": [1]}))
+    await store.create_thread(thread("z-first", created_at=100))
+    await store.create_thread(thread("a-first", created_at=100, pinned=True))
+    await add_messages(
+        store,
+        message("m2", "b-later", "second", timestamp=20, metadata={"pending": False}, seq=2),
+        message("m1", "b-later", "first", timestamp=10, role=Role.ASSISTANT, status="error"),
+        message("m3", "a-first", "alone", timestamp=5),
+    )
+
+
+async def exported(store: HistoryStore) -> list[ThreadExport]:
+    return [export async for export in store.export_threads()]
+
+
+async def test_export_yields_threads_by_creation_with_messages_oldest_first(history_store: HistoryStore) -> None:
+    await history_of_two_threads(history_store)
+    exports = await exported(history_store)
+    assert [e.thread.id for e in exports] == ["a-first", "z-first", "b-later"]
+    assert [[m.id for m in e.messages] for e in exports] == [["m3"], [], ["m1", "m2"]]
+    assert exports[2].thread == await history_store.get_thread("b-later")
+    assert exports[2].messages[0] == await history_store.get_message("m1")
+
+
+async def test_export_then_import_round_trips(history_stores: HistoryStores) -> None:
+    source = await history_stores.open("default")
+    await history_of_two_threads(source)
+    exports = await exported(source)
+
+    target = await history_stores.open("copy")
+    assert await target.import_threads(exports) == ImportCounts(threads=3, messages=3)
+    assert await exported(target) == exports
+    assert await target.count_threads() == 3
+    hits, _ = await target.search("alone", offset=0, limit=10)
+    assert [h.message_id for h in hits] == ["m3"]
+    # what is stored after the import is searchable too
+    await add_messages(target, message("m4", "a-first", "alone again"))
+    hits, _ = await target.search("alone", offset=0, limit=10)
+    assert [h.message_id for h in hits] == ["m4", "m3"]
+
+
+async def test_a_failed_import_stores_nothing(history_store: HistoryStore) -> None:
+    unstorable = message("bad", "t2", metadata={"not json": object()})
+    with pytest.raises(TypeError):
+        await history_store.import_threads([ThreadExport(thread("t2"), (message("ok", "t2", "beacon"), unstorable))])
+    assert await history_store.count_threads() == 0
+    assert await history_store.get_message("ok") is None
+    await history_store.create_thread(thread("t1"))
+    await add_messages(history_store, message("m1", content="beacon"))
+    hits, total = await history_store.search("beacon", offset=0, limit=10)
+    assert ([h.message_id for h in hits], total) == (["m1"], 1)
+
+
+async def test_import_leaves_existing_threads_and_messages_as_they_are(history_store: HistoryStore) -> None:
+    await history_of_two_threads(history_store)
+    before = await exported(history_store)
+    altered = [
+        ThreadExport(
+            thread=e.thread.with_changes(title="Imported"),
+            messages=tuple(Message(m.id, m.thread_id, m.role, "imported", m.timestamp) for m in e.messages),
+        )
+        for e in before
+    ]
+    assert await history_store.import_threads(altered) == ImportCounts(threads=0, messages=0)
+    assert await exported(history_store) == before
+
+
+async def test_import_adds_only_what_is_missing(history_store: HistoryStore) -> None:
+    await history_store.create_thread(thread("t1"))
+    await add_messages(history_store, message("old"))
+    incoming = [
+        ThreadExport(
+            thread("t1", title="ignored"), (message("old", content="ignored"), message("new", timestamp=2_000))
+        ),
+        ThreadExport(thread("t2"), (message("m2", "t2"),)),
+        # a message whose thread is neither imported nor stored is skipped
+        ThreadExport(thread("t3"), (message("orphan", "nowhere"),)),
+    ]
+    assert await history_store.import_threads(incoming) == ImportCounts(threads=2, messages=2)
+    assert await ids(history_store, limit=10) == (["old", "new"], False)
+    assert (await stored_thread(history_store, "t1")).title == thread("t1").title
+    assert await history_store.get_message("orphan") is None
+    assert await history_store.import_threads([]) == ImportCounts(threads=0, messages=0)
+
+
+async def test_import_skips_a_thread_whose_session_key_is_taken(history_store: HistoryStore) -> None:
+    await history_store.create_thread(thread("t1"))
+    clash = thread("t2").with_changes(session_key=thread("t1").session_key)
+    counts = await history_store.import_threads([ThreadExport(clash, (message("m", "t2"),))])
+    assert counts == ImportCounts(threads=0, messages=0)
+    assert await history_store.count_threads() == 1
+
+
+# --- session keys ---
+
+
+async def test_rewrite_session_keys_points_every_thread_at_the_agent(history_store: HistoryStore) -> None:
+    await history_store.create_thread(thread("t1"))
+    await history_store.create_thread(thread("t2").with_changes(session_key="legacy-key"))
+    await history_store.create_thread(thread("t3").with_changes(session_key="agent:coder:default:chat:t3"))
+
+    changed = await history_store.rewrite_session_keys("coder", "default")
+    assert sorted(changed) == ["agent:main:default:chat:t1", "legacy-key"]
+    for thread_id in ("t1", "t2", "t3"):
+        stored = await history_store.get_thread(thread_id)
+        assert stored is not None
+        assert stored.session_key == SessionKey("coder", "default", thread_id).format()
+    assert await history_store.rewrite_session_keys("coder", "default") == []
+
+
+async def test_rewrite_session_keys_survives_keys_that_swap_between_threads(history_store: HistoryStore) -> None:
+    # t1 holds the key t2 is about to get: a one-pass rewrite would trip the uniqueness of session keys
+    await history_store.create_thread(thread("t1").with_changes(session_key="agent:new:default:chat:t2"))
+    await history_store.create_thread(thread("t2").with_changes(session_key="agent:new:default:chat:t1"))
+    assert len(await history_store.rewrite_session_keys("new", "default")) == 2
+    assert (await stored_thread(history_store, "t1")).session_key == "agent:new:default:chat:t1"
+
+
+async def test_rewrite_session_keys_validates_its_arguments(history_store: HistoryStore) -> None:
+    with pytest.raises(Invalid):
+        await history_store.rewrite_session_keys("Bad Agent", "default")
+    with pytest.raises(Invalid):
+        await history_store.rewrite_session_keys("main", "../x")
+
+
+# --- lifecycle ---
+
+
+async def test_close_is_idempotent_and_a_closed_store_is_unavailable(history_store: HistoryStore) -> None:
+    await history_store.close()
+    await history_store.close()
+    with pytest.raises(Unavailable):
+        await history_store.get_thread("t1")
+
+
+async def test_concurrent_writes_are_each_atomic(history_store: HistoryStore) -> None:
+    await history_store.create_thread(thread("t1"))
+    await asyncio.gather(*(history_store.add_unread("t1", f"m{index}") for index in range(50)))
+    assert await history_store.total_unread() == 50
+
+
+async def test_each_workspace_has_its_own_store(history_stores: HistoryStores) -> None:
+    first, again, other = await asyncio.gather(
+        history_stores.open("default"), history_stores.open("default"), history_stores.open("other")
+    )
+    assert first is again
+    assert first is not other
+    await first.create_thread(thread("t1"))
+    assert await other.get_thread("t1") is None
+
+
+@pytest.mark.parametrize("name", ["../etc", "a/b", "..", "", "UPPER", "x" * 33, "dot.name"])
+async def test_workspace_names_that_could_escape_are_refused(history_stores: HistoryStores, name: str) -> None:
+    with pytest.raises(Invalid):
+        await history_stores.open(name)
+    with pytest.raises(Invalid):
+        await history_stores.drop(name)
+
+
+async def test_drop_forgets_the_workspace(history_stores: HistoryStores) -> None:
+    store = await history_stores.open("gone")
+    await store.create_thread(thread("t1"))
+    await history_stores.drop("gone")
+    with pytest.raises(Unavailable):
+        await store.get_thread("t1")
+    fresh = await history_stores.open("gone")
+    assert await fresh.count_threads() == 0
+    await history_stores.drop("never-opened")
+
+
+async def test_closed_stores_open_nothing(history_stores: HistoryStores) -> None:
+    store = await history_stores.open("default")
+    await history_stores.close()
+    with pytest.raises(Unavailable):
+        await store.count_threads()
+    with pytest.raises(Unavailable):
+        await history_stores.open("default")
