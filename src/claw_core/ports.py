@@ -84,7 +84,8 @@ class HistoryStore(Protocol):
     ) -> MessagePage:
         """Up to `limit` messages ordered by (timestamp, id), oldest first. With `before`: the newest ones strictly
         before it; with `after`: the oldest ones strictly after it; with neither: the newest ones. A cursor without
-        a message id compares on the timestamp alone."""
+        a message id compares on the timestamp alone. Raise NotFound("Thread not found") when the thread is gone,
+        Invalid when both cursors are given."""
 
     async def get_message(self, message_id: str) -> Message | None: ...
 
@@ -108,8 +109,8 @@ class HistoryStore(Protocol):
     async def total_unread(self) -> int: ...
 
     async def search(self, query: str, *, offset: int, limit: int) -> tuple[list[SearchHit], int]:
-        """Full-text search, most recently stored first, snippets marked with <mark>..</mark>.
-        A malformed query gives no hit."""
+        """Full-text search, most recently stored first, snippets marked with <mark>..</mark>. A query the index
+        cannot parse is retried as plain words; one that still fails, or is empty, matches nothing."""
 
     def export_threads(self) -> AsyncIterator[ThreadExport]:
         """Every thread with all its messages, one at a time so a large history never sits in memory whole."""

@@ -153,7 +153,8 @@ async def test_delete_thread_cascades_to_messages_unread_marks_and_search(histor
     assert await history_store.delete_thread("t1") is True
     assert await history_store.get_thread("t1") is None
     assert await history_store.get_message("m1") is None
-    assert (await history_store.page_messages("t1", limit=10)).messages == []
+    with pytest.raises(NotFound):
+        await history_store.page_messages("t1", limit=10)
     assert [u.id for u in await history_store.unread_threads()] == ["t2"]
     assert await history_store.total_unread() == 1
     hits, total = await history_store.search("needle", offset=0, limit=10)
@@ -291,8 +292,11 @@ async def test_pages_only_hold_the_threads_own_messages(history_store: HistorySt
     await history_store.create_thread(thread("t2"))
     await add_messages(history_store, message("other", "t2", timestamp=20))
     assert await ids(history_store, limit=10) == (["a", "b", "c", "d", "e"], False)
-    empty = await history_store.page_messages("unknown", limit=10)
+    await history_store.create_thread(thread("empty"))
+    empty = await history_store.page_messages("empty", limit=10)
     assert (empty.messages, empty.has_more) == ([], False)
+    with pytest.raises(NotFound, match="Thread not found"):
+        await history_store.page_messages("unknown", limit=10)
 
 
 # --- messages ---

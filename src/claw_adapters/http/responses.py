@@ -6,12 +6,13 @@ import json
 from collections.abc import Mapping
 from http import HTTPStatus
 
+import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
 from claw_core.api.contract import ApiResponse
 
-__all__ = ["JSON_CONTENT_TYPE", "error_message", "json_error", "render", "secure_headers"]
+__all__ = ["JSON_CONTENT_TYPE", "encode_json", "error_message", "json_error", "render", "secure_headers"]
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
@@ -29,9 +30,18 @@ def error_message(status: int) -> str:
         return "Error"
 
 
+def encode_json(value: object) -> bytes:
+    """orjson is ten times faster than the standard library on a page of messages; it refuses a few values that
+    JSON allows (integers beyond 64 bits, which a client may have stored in metadata), and those fall back."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def json_error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
     """`{"error": message}` with `status`, the one shape every refusal of this transport has."""
-    body = json.dumps({"error": message}, ensure_ascii=False, separators=(",", ":")).encode()
+    body = encode_json({"error": message})
     merged: CIMultiDict[str] = CIMultiDict(headers or {})
     merged["Content-Type"] = JSON_CONTENT_TYPE
     return web.Response(status=status, body=body, headers=merged)
@@ -42,7 +52,7 @@ def render(response: ApiResponse) -> web.Response:
     if isinstance(response.body, bytes):
         body, content_type = response.body, response.content_type
     else:
-        body = response.encoded()
+        body = encode_json(response.body)
         content_type = response.content_type
         if "charset=" not in content_type.lower():
             content_type = f"{content_type}; charset=utf-8"

@@ -111,6 +111,8 @@ class InMemoryHistoryStore:
         _check_window(0, limit)
         if before is not None and after is not None:
             raise Invalid("Use either before or after, not both")
+        if thread_id not in self._threads:
+            raise NotFound("Thread not found")
         messages = self._thread_messages(thread_id)
         if after is not None:
             newer = [m for m in messages if _position(m, after) > after]

@@ -186,19 +186,18 @@ class HistoryService:
     ) -> MessagePage:
         if before is not None and after is not None:
             raise Invalid("use either before or after, not both")
-        await self.get_thread(workspace, thread_id)
         store = await self.store(workspace)
         return await store.page_messages(thread_id, limit=limit, before=before, after=after)
 
     async def post_message(self, workspace: Workspace, message: Message) -> tuple[Message, bool]:
         """Store a message (upsert by id). The first user message of an untitled thread names the thread."""
         store = await self.store(workspace)
-        thread = await self.get_thread(workspace, message.thread_id)
         stored, created = await store.upsert_message(message, now=self._clock.now_ms())
-        if created and stored.role is Role.USER and thread.title == DEFAULT_THREAD_TITLE:
+        if created and stored.role is Role.USER:
+            thread = await self.get_thread(workspace, message.thread_id)
             title = title_from_text(stored.content)
-            if title:
-                await self._retitle(workspace, store, message.thread_id, title)
+            if thread.title == DEFAULT_THREAD_TITLE and title:
+                await self._retitle(workspace, store, thread, title)
         return stored, created
 
     async def delete_message(self, workspace: Workspace, thread_id: str, message_id: str) -> None:
@@ -253,7 +252,9 @@ class HistoryService:
             page = await store.page_messages(thread.id, limit=_TITLE_SAMPLE, after=MessageCursor(-(2**62)))
             title = await self._titles.suggest_title(thread, page.messages)
             if title and title != thread.title:
-                await self._retitle(workspace, store, thread.id, title)
+                current = await store.get_thread(thread.id)
+                if current is not None:
+                    await self._retitle(workspace, store, current, title)
         except Exception:
             log.exception("title generation failed for thread %s", thread.id)
 
@@ -265,11 +266,8 @@ class HistoryService:
 
     # events
 
-    async def _retitle(self, workspace: Workspace, store: HistoryStore, thread_id: str, title: str) -> None:
-        current = await store.get_thread(thread_id)
-        if current is None:
-            return
-        updated = current.with_changes(title=title[:_TITLE_MAX])
+    async def _retitle(self, workspace: Workspace, store: HistoryStore, thread: Thread, title: str) -> None:
+        updated = thread.with_changes(title=title[:_TITLE_MAX])
         await store.save_thread(updated)
         self._title_updated(workspace, updated)
 
