@@ -29,8 +29,10 @@ __all__ = [
     "HistoryStores",
     "ImportCounts",
     "MessagePage",
+    "RenderedMessagePage",
     "ThreadPage",
     "TitleSuggester",
+    "UpsertResult",
     "WorkspaceRegistry",
 ]
 
@@ -48,6 +50,23 @@ class MessagePage:
 
     messages: list[Message]
     has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedMessagePage:
+    """A page of messages already rendered as the JSON array of their wire form (`Message.to_json()`, oldest
+    first): the thread-open path serves it without building one Python object per message."""
+
+    json: str
+    has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertResult:
+    message: Message
+    created: bool
+    retitled: Thread | None = None
+    """The thread, when storing this message gave it its first title."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,12 +106,24 @@ class HistoryStore(Protocol):
         a message id compares on the timestamp alone. Raise NotFound("Thread not found") when the thread is gone,
         Invalid when both cursors are given."""
 
+    async def render_messages(
+        self,
+        thread_id: str,
+        *,
+        limit: int,
+        before: MessageCursor | None = None,
+        after: MessageCursor | None = None,
+    ) -> RenderedMessagePage:
+        """Exactly the page `page_messages` answers, as JSON text (same errors)."""
+
     async def get_message(self, message_id: str) -> Message | None: ...
 
-    async def upsert_message(self, message: Message, *, now: int) -> tuple[Message, bool]:
+    async def upsert_message(self, message: Message, *, now: int, title: str | None = None) -> UpsertResult:
         """Insert the message, or when its id exists in the same thread update content, status and metadata
-        (and seq when given). Moves the thread's updated_at to `now`. Returns the stored message and whether it
-        was created. Raise NotFound when the thread is gone, Conflict when the id belongs to another thread."""
+        (and seq when given). Moves the thread's updated_at to `now`. When the message is created and `title` is
+        given, a thread still titled "New chat" takes that title in the same transaction (so two first messages
+        racing cannot both name it). Raise NotFound when the thread is gone, Conflict when the id belongs to
+        another thread."""
 
     async def delete_message(self, thread_id: str, message_id: str) -> bool: ...
 

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -66,7 +67,11 @@ def test_paging_never_loses_or_repeats_a_message(stamps: list[int], limit: int) 
             if not page.has_more:
                 break
             oldest = page.messages[0]
-            page = await store.page_messages("t", limit=limit, before=MessageCursor(oldest.timestamp, oldest.id))
+            cursor = MessageCursor(oldest.timestamp, oldest.id)
+            page = await store.page_messages("t", limit=limit, before=cursor)
+            rendered = await store.render_messages("t", limit=limit, before=cursor)
+            assert json.loads(rendered.json) == [m.to_json() for m in page.messages]
+            assert rendered.has_more == page.has_more
         assert backward == expected
 
         forward: list[tuple[int, str]] = []

@@ -6,6 +6,7 @@ Search tests use plain words only: the fake does not stem and knows no FTS5 synt
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -86,7 +87,7 @@ async def test_a_thread_round_trips_every_field(history_store: HistoryStore) -> 
 
 async def test_metadata_none_stays_none(history_store: HistoryStore) -> None:
     await history_store.create_thread(thread("t1"))
-    stored, _ = await history_store.upsert_message(message("m1"), now=1)
+    stored = (await history_store.upsert_message(message("m1"), now=1)).message
     assert (await stored_thread(history_store, "t1")).metadata is None
     assert stored.metadata is None
 
@@ -305,12 +306,14 @@ async def test_pages_only_hold_the_threads_own_messages(history_store: HistorySt
 async def test_upsert_creates_then_updates_in_place(history_store: HistoryStore) -> None:
     await history_store.create_thread(thread("t1", updated_at=100))
     first = message("m1", content="draft", timestamp=1_000, metadata={"pending": True}, seq=3, created_at=1_001)
-    stored, created = await history_store.upsert_message(first, now=2_000)
+    result = await history_store.upsert_message(first, now=2_000)
+    stored, created = result.message, result.created
     assert (stored, created) == (first, True)
     assert (await stored_thread(history_store, "t1")).updated_at == 2_000
 
     second = message("m1", content="final", timestamp=9_999, role=Role.ASSISTANT, status="error", metadata={"x": 1})
-    stored, created = await history_store.upsert_message(second, now=3_000)
+    result = await history_store.upsert_message(second, now=3_000)
+    stored, created = result.message, result.created
     assert created is False
     # content, status and metadata change; the role, timestamp, created_at stay; seq stays when not given
     assert stored == Message(
@@ -319,13 +322,58 @@ async def test_upsert_creates_then_updates_in_place(history_store: HistoryStore)
     assert await history_store.get_message("m1") == stored
     assert (await stored_thread(history_store, "t1")).updated_at == 3_000
 
-    stored, _ = await history_store.upsert_message(message("m1", content="final", seq=4), now=4_000)
+    stored = (await history_store.upsert_message(message("m1", content="final", seq=4), now=4_000)).message
     assert stored.seq == 4
+
+
+async def test_a_created_message_titles_only_an_untitled_thread(history_store: HistoryStore) -> None:
+    await history_store.create_thread(thread("t1"))
+    first = await history_store.upsert_message(message("m1", content="hello"), now=10, title="Hello")
+    assert first.retitled is not None and first.retitled.title == "Hello"
+    assert (await stored_thread(history_store, "t1")).title == "Hello"
+    again = await history_store.upsert_message(message("m2", content="next"), now=11, title="Next")
+    assert again.retitled is None
+    assert (await stored_thread(history_store, "t1")).title == "Hello"
+
+    await history_store.create_thread(thread("t2"))
+    await history_store.upsert_message(message("m3", "t2"), now=12)
+    update = await history_store.upsert_message(message("m3", "t2", content="edited"), now=13, title="Edited")
+    assert update.created is False and update.retitled is None
+    assert (await stored_thread(history_store, "t2")).title == "New chat"
+
+
+async def test_rendered_pages_are_the_pages_as_json(history_store: HistoryStore) -> None:
+    await history_store.create_thread(thread("t1"))
+    await history_store.create_thread(thread("empty"))
+    await add_messages(
+        history_store,
+        message("a", content='quote " and \\ backslash \n newline', timestamp=1, metadata={"pending": True, "n": [1]}),
+        message("b", content="ünïcödé ✓ \u2028", timestamp=2, seq=7, role=Role.ASSISTANT),
+        message("c", content="", timestamp=2, status="error"),
+        message("d", timestamp=3),
+    )
+    for kwargs in (
+        {"limit": 10},
+        {"limit": 2},
+        {"limit": 1, "before": MessageCursor(2, "c")},
+        {"limit": 2, "after": MessageCursor(1)},
+        {"limit": 0},
+    ):
+        page = await history_store.page_messages("t1", **kwargs)
+        rendered = await history_store.render_messages("t1", **kwargs)
+        assert json.loads(rendered.json) == [m.to_json() for m in page.messages], kwargs
+        assert rendered.has_more == page.has_more, kwargs
+    empty = await history_store.render_messages("empty", limit=5)
+    assert (json.loads(empty.json), empty.has_more) == ([], False)
+    with pytest.raises(NotFound, match="Thread not found"):
+        await history_store.render_messages("unknown", limit=5)
+    with pytest.raises(Invalid):
+        await history_store.render_messages("t1", limit=5, before=MessageCursor(1), after=MessageCursor(0))
 
 
 async def test_a_new_message_without_created_at_is_stamped_now(history_store: HistoryStore) -> None:
     await history_store.create_thread(thread("t1"))
-    stored, _ = await history_store.upsert_message(message("m1"), now=7_777)
+    stored = (await history_store.upsert_message(message("m1"), now=7_777)).message
     assert stored.created_at == 7_777
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 
 from claw_core.errors import Conflict, Invalid, NotFound, Unavailable
 from claw_core.model import (
+    DEFAULT_THREAD_TITLE,
     JsonObject,
     Message,
     MessageCursor,
@@ -34,7 +35,7 @@ from claw_core.model import (
     validate_agent_id,
     validate_workspace_name,
 )
-from claw_core.ports import ImportCounts, MessagePage, ThreadPage
+from claw_core.ports import ImportCounts, MessagePage, RenderedMessagePage, ThreadPage, UpsertResult
 
 __all__ = ["InMemoryHistoryStore", "InMemoryHistoryStores"]
 
@@ -121,12 +122,23 @@ class InMemoryHistoryStore:
         page = older[max(len(older) - limit, 0) :]
         return MessagePage(messages=[_copy_message(m) for m in page], has_more=len(older) > limit)
 
+    async def render_messages(
+        self,
+        thread_id: str,
+        *,
+        limit: int,
+        before: MessageCursor | None = None,
+        after: MessageCursor | None = None,
+    ) -> RenderedMessagePage:
+        page = await self.page_messages(thread_id, limit=limit, before=before, after=after)
+        return RenderedMessagePage(json=json.dumps([m.to_json() for m in page.messages]), has_more=page.has_more)
+
     async def get_message(self, message_id: str) -> Message | None:
         self._check_open()
         stored = self._messages.get(message_id)
         return None if stored is None else _copy_message(stored.message)
 
-    async def upsert_message(self, message: Message, *, now: int) -> tuple[Message, bool]:
+    async def upsert_message(self, message: Message, *, now: int, title: str | None = None) -> UpsertResult:
         self._check_open()
         self._require_thread(message.thread_id)
         existing = self._messages.get(message.id)
@@ -144,8 +156,16 @@ class InMemoryHistoryStore:
             )
             stored = replace(existing, message=updated)
         self._messages[message.id] = stored
-        self._threads[message.thread_id] = replace(self._threads[message.thread_id], updated_at=now)
-        return _copy_message(stored.message), existing is None
+        thread = replace(self._threads[message.thread_id], updated_at=now)
+        retitled = None
+        if existing is None and title and thread.title == DEFAULT_THREAD_TITLE:
+            thread = retitled = replace(thread, title=title)
+        self._threads[message.thread_id] = thread
+        return UpsertResult(
+            message=_copy_message(stored.message),
+            created=existing is None,
+            retitled=None if retitled is None else _copy_thread(retitled),
+        )
 
     async def delete_message(self, thread_id: str, message_id: str) -> bool:
         self._check_open()

@@ -1,8 +1,9 @@
 """The embedded history store: one SQLite database per workspace, in WAL mode, searched with FTS5.
 
 Each `SqliteHistoryStore` owns one connection and one worker thread: every port method is a single job on that
-thread, wrapped in its own transaction (BEGIN IMMEDIATE for writes, so a write never fails half way on a lock
-upgrade), which makes each method atomic without any lock in Python and keeps the event loop free.
+thread, which keeps the event loop free. A read runs in its own transaction; writes that arrive together share
+one (BEGIN IMMEDIATE, so a write never fails half way on a lock upgrade), each inside its own savepoint (see
+sqlite_batch). Either way each method is atomic without any lock in Python.
 
 SQL text below is composed only from module constants; every value is a bound parameter.
 """
@@ -15,12 +16,13 @@ import asyncio
 import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+from claw_adapters.storage.sqlite_batch import WriteBatcher
 from claw_adapters.storage.sqlite_schema import (
     ensure_search_index,
     indexing_in_bulk,
@@ -29,6 +31,7 @@ from claw_adapters.storage.sqlite_schema import (
 )
 from claw_core.errors import Conflict, Invalid, NotFound, Unavailable
 from claw_core.model import (
+    DEFAULT_THREAD_TITLE,
     JsonObject,
     Message,
     MessageCursor,
@@ -42,7 +45,7 @@ from claw_core.model import (
     validate_agent_id,
     validate_workspace_name,
 )
-from claw_core.ports import ImportCounts, MessagePage, ThreadPage
+from claw_core.ports import ImportCounts, MessagePage, RenderedMessagePage, ThreadPage, UpsertResult
 
 __all__ = ["SqliteHistoryStore", "SqliteHistoryStores"]
 
@@ -149,6 +152,7 @@ class SqliteHistoryStore:
         """Take ownership of a connection that is only ever used from `executor`'s single thread."""
         self._conn = connection
         self._executor = executor
+        self._writes = WriteBatcher(connection, executor)
         self._closed = False
 
     @classmethod
@@ -192,11 +196,24 @@ class SqliteHistoryStore:
             raise Invalid("Use either before or after, not both")
         return await self._read(lambda conn: _page_messages(conn, thread_id, limit, before, after))
 
+    async def render_messages(
+        self,
+        thread_id: str,
+        *,
+        limit: int,
+        before: MessageCursor | None = None,
+        after: MessageCursor | None = None,
+    ) -> RenderedMessagePage:
+        _check_window(0, limit)
+        if before is not None and after is not None:
+            raise Invalid("Use either before or after, not both")
+        return await self._read(lambda conn: _render_messages(conn, thread_id, limit, before, after))
+
     async def get_message(self, message_id: str) -> Message | None:
         return await self._read(lambda conn: _get_message(conn, message_id))
 
-    async def upsert_message(self, message: Message, *, now: int) -> tuple[Message, bool]:
-        return await self._write(lambda conn: _upsert_message(conn, message, now))
+    async def upsert_message(self, message: Message, *, now: int, title: str | None = None) -> UpsertResult:
+        return await self._write(lambda conn: _upsert_message(conn, message, now, title))
 
     async def delete_message(self, thread_id: str, message_id: str) -> bool:
         return await self._write(lambda conn: _delete_message(conn, thread_id, message_id))
@@ -247,25 +264,30 @@ class SqliteHistoryStore:
             return
         self._closed = True
         try:
+            await self._writes.drain()
             await asyncio.get_running_loop().run_in_executor(self._executor, _close_connection, self._conn)
         finally:
             self._executor.shutdown(wait=False)
 
     async def _read(self, job: _Job[_T]) -> _T:
-        return await self._submit(partial(_in_transaction, self._conn, "BEGIN", job))
+        return await self._submit(partial(self._in_thread, partial(_in_transaction, self._conn, "BEGIN", job)))
 
     async def _write(self, job: _Job[_T]) -> _T:
-        return await self._submit(partial(_in_transaction, self._conn, "BEGIN IMMEDIATE", job))
+        """Writes are batched into shared transactions (see sqlite_batch), each job still atomic."""
+        return await self._submit(partial(self._writes.run, job))
 
-    async def _submit(self, job: Callable[[], _T]) -> _T:
+    async def _submit(self, job: Callable[[], Awaitable[_T]]) -> _T:
         if self._closed:
             raise Unavailable("History store is closed")
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, job)
+            return await job()
         except sqlite3.OperationalError as error:
             if _is_busy(error):
                 raise Unavailable("History database is busy, try again") from error
             raise
+
+    async def _in_thread(self, job: Callable[[], _T]) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, job)
 
 
 class SqliteHistoryStores:
@@ -445,6 +467,19 @@ def _get_message(conn: sqlite3.Connection, message_id: str) -> Message | None:
     return None if row is None else _message_from_row(row)
 
 
+def _page_query(
+    columns: str, thread_id: str, before: MessageCursor | None, after: MessageCursor | None
+) -> tuple[str, tuple[object, ...]]:
+    """The messages of a page (plus any beyond it: the caller sets the LIMIT), nearest the cursor first."""
+    cursor, operator, direction = (after, ">", "ASC") if after is not None else (before, "<", "DESC")
+    condition, values = _cursor_condition(cursor, operator)
+    sql = (
+        f"SELECT {columns} FROM messages m WHERE m.thread_id = ?{condition} "
+        f"ORDER BY m.timestamp {direction}, m.id {direction} LIMIT ?"
+    )
+    return sql, (thread_id, *values)
+
+
 def _page_messages(
     conn: sqlite3.Connection,
     thread_id: str,
@@ -452,20 +487,43 @@ def _page_messages(
     before: MessageCursor | None,
     after: MessageCursor | None,
 ) -> MessagePage:
-    cursor, operator, direction = (after, ">", "ASC") if after is not None else (before, "<", "DESC")
-    condition, values = _cursor_condition(cursor, operator)
-    sql = (
-        f"SELECT {_MESSAGE_COLUMNS} FROM messages m WHERE m.thread_id = ?{condition} "
-        f"ORDER BY m.timestamp {direction}, m.id {direction} LIMIT ?"
-    )
+    sql, values = _page_query(_MESSAGE_COLUMNS, thread_id, before, after)
     # One row more than asked tells whether the page has a neighbour.
-    rows = conn.execute(sql, (thread_id, *values, limit + 1)).fetchall()
+    rows = conn.execute(sql, (*values, limit + 1)).fetchall()
     if not rows:
         _require_thread(conn, thread_id)
     messages = [_message_from_row(row) for row in rows[:limit]]
     if after is None:
         messages.reverse()
     return MessagePage(messages=messages, has_more=len(rows) > limit)
+
+
+# The wire form of Message.to_json(), built by SQLite: a page of hundreds of messages becomes one string without a
+# Python object per message. A contract test holds it equal to the objects' rendering.
+_MESSAGE_JSON = (
+    "json_object('id', id, 'thread_id', thread_id, 'role', role, 'content', content, 'status', status, "
+    "'metadata', json(metadata), 'seq', seq, 'timestamp', timestamp, 'created_at', created_at)"
+)
+
+
+def _render_messages(
+    conn: sqlite3.Connection,
+    thread_id: str,
+    limit: int,
+    before: MessageCursor | None,
+    after: MessageCursor | None,
+) -> RenderedMessagePage:
+    # Counting one row more than the page, on the covering index alone, tells whether the page has a neighbour.
+    count_sql, values = _page_query("1", thread_id, before, after)
+    (count,) = conn.execute(f"SELECT count(*) FROM ({count_sql})", (*values, limit + 1)).fetchone()
+    if count == 0:
+        _require_thread(conn, thread_id)
+        return RenderedMessagePage(json="[]", has_more=False)
+    # The page is taken nearest the cursor first, then put oldest first for the array.
+    page_sql, values = _page_query(_MESSAGE_COLUMNS, thread_id, before, after)
+    sql = f"SELECT json_group_array({_MESSAGE_JSON}) FROM (SELECT * FROM ({page_sql}) ORDER BY timestamp, id)"
+    (rendered,) = conn.execute(sql, (*values, limit)).fetchone()
+    return RenderedMessagePage(json=rendered, has_more=count > limit)
 
 
 def _cursor_condition(cursor: MessageCursor | None, operator: str) -> tuple[str, tuple[object, ...]]:
@@ -477,7 +535,7 @@ def _cursor_condition(cursor: MessageCursor | None, operator: str) -> tuple[str,
     return f" AND (m.timestamp, m.id) {operator} (?, ?)", (cursor.timestamp, cursor.message_id)
 
 
-def _upsert_message(conn: sqlite3.Connection, message: Message, now: int) -> tuple[Message, bool]:
+def _upsert_message(conn: sqlite3.Connection, message: Message, now: int, title: str | None) -> UpsertResult:
     _require_thread(conn, message.thread_id)
     owner = conn.execute("SELECT thread_id FROM messages WHERE id = ?", (message.id,)).fetchone()
     if owner is None:
@@ -492,7 +550,15 @@ def _upsert_message(conn: sqlite3.Connection, message: Message, now: int) -> tup
     conn.execute("UPDATE threads SET updated_at = ? WHERE id = ?", (now, message.thread_id))
     stored = _get_message(conn, message.id)
     assert stored is not None  # written just above, in this transaction
-    return stored, owner is None
+    retitled = None
+    if owner is None and title and _title_untitled(conn, message.thread_id, title):
+        retitled = _get_thread(conn, message.thread_id)
+    return UpsertResult(message=stored, created=owner is None, retitled=retitled)
+
+
+def _title_untitled(conn: sqlite3.Connection, thread_id: str, title: str) -> bool:
+    sql = "UPDATE threads SET title = ? WHERE id = ? AND title = ?"
+    return conn.execute(sql, (title, thread_id, DEFAULT_THREAD_TITLE)).rowcount > 0
 
 
 def _delete_message(conn: sqlite3.Connection, thread_id: str, message_id: str) -> bool:

@@ -18,6 +18,7 @@ from claw_core.errors import ClawError, Invalid, NotFound, TooLarge
 
 __all__ = [
     "DEFAULT_MAX_BODY",
+    "JSON",
     "ApiRequest",
     "ApiResponse",
     "Handler",
@@ -28,6 +29,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+JSON = "application/json"
 
 DEFAULT_MAX_BODY = 1024 * 1024
 """Bytes a JSON body may have unless its route says otherwise."""
@@ -68,8 +71,9 @@ class ApiRequest:
 class ApiResponse:
     status: int
     body: Any = None
-    """A JSON-serialisable value, or raw bytes (then `content_type` says what they are)."""
-    content_type: str = "application/json"
+    """A JSON-serialisable value, or raw bytes (then `content_type` says what they are; bytes with the JSON
+    content type are JSON already encoded, which transports pass on as they are)."""
+    content_type: str = JSON
     headers: Mapping[str, str] = field(default_factory=dict)
 
     def encoded(self) -> bytes:

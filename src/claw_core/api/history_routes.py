@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from claw_core.api.contract import ApiRequest, ApiResponse, Param, Route
+from claw_core.api.contract import JSON, ApiRequest, ApiResponse, Param, Route
 from claw_core.api.schemas import (
     ACTIVE_THREAD_BODY,
     CREATE_THREAD_BODY,
@@ -166,14 +166,15 @@ def history_routes(api: HistoryApi) -> list[Route]:  # noqa: PLR0915 - one table
     async def list_messages(request: ApiRequest) -> ApiResponse:
         query = request.query
         limit = query_int(query, "limit", default=MESSAGES_LIMIT[0], minimum=1, maximum=MESSAGES_LIMIT[1])
-        page = await history.messages(
+        page = await history.rendered_messages(
             target(request),
             request.path_params["id"],
             limit=limit,
             before=_cursor(query, "before", "beforeId"),
             after=_cursor(query, "after", "afterId"),
         )
-        return ok({"messages": [m.to_json() for m in page.messages], "hasMore": page.has_more})
+        body = f'{{"messages":{page.json},"hasMore":{"true" if page.has_more else "false"}}}'
+        return ApiResponse(200, body.encode(), content_type=JSON)
 
     async def post_message(request: ApiRequest) -> ApiResponse:
         message = message_from_json(request.json_object(), request.path_params["id"])

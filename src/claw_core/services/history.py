@@ -11,7 +11,6 @@ from typing import Any
 
 from claw_core.errors import Invalid, NotFound
 from claw_core.model import (
-    DEFAULT_THREAD_TITLE,
     JsonObject,
     Message,
     MessageCursor,
@@ -23,7 +22,16 @@ from claw_core.model import (
     Workspace,
     validate_thread_id,
 )
-from claw_core.ports import Clock, EventSink, HistoryStore, HistoryStores, MessagePage, ThreadPage, TitleSuggester
+from claw_core.ports import (
+    Clock,
+    EventSink,
+    HistoryStore,
+    HistoryStores,
+    MessagePage,
+    RenderedMessagePage,
+    ThreadPage,
+    TitleSuggester,
+)
 from claw_core.services.titles import title_from_text
 
 __all__ = ["ActiveThreads", "HistoryService", "ThreadChanges"]
@@ -189,16 +197,29 @@ class HistoryService:
         store = await self.store(workspace)
         return await store.page_messages(thread_id, limit=limit, before=before, after=after)
 
+    async def rendered_messages(
+        self,
+        workspace: Workspace,
+        thread_id: str,
+        *,
+        limit: int,
+        before: MessageCursor | None = None,
+        after: MessageCursor | None = None,
+    ) -> RenderedMessagePage:
+        """The same page as `messages`, already rendered as JSON: what the thread-open route serves."""
+        if before is not None and after is not None:
+            raise Invalid("use either before or after, not both")
+        store = await self.store(workspace)
+        return await store.render_messages(thread_id, limit=limit, before=before, after=after)
+
     async def post_message(self, workspace: Workspace, message: Message) -> tuple[Message, bool]:
         """Store a message (upsert by id). The first user message of an untitled thread names the thread."""
         store = await self.store(workspace)
-        stored, created = await store.upsert_message(message, now=self._clock.now_ms())
-        if created and stored.role is Role.USER:
-            thread = await self.get_thread(workspace, message.thread_id)
-            title = title_from_text(stored.content)
-            if thread.title == DEFAULT_THREAD_TITLE and title:
-                await self._retitle(workspace, store, thread, title)
-        return stored, created
+        title = title_from_text(message.content) if message.role is Role.USER else ""
+        result = await store.upsert_message(message, now=self._clock.now_ms(), title=title or None)
+        if result.retitled is not None:
+            self._title_updated(workspace, result.retitled)
+        return result.message, result.created
 
     async def delete_message(self, workspace: Workspace, thread_id: str, message_id: str) -> None:
         await self.get_thread(workspace, thread_id)
