@@ -12,6 +12,7 @@ __all__ = [
     "TooLarge",
     "Unauthorized",
     "Unavailable",
+    "UpstreamError",
 ]
 
 
@@ -63,3 +64,17 @@ class Unavailable(ClawError):
     """A backend the request needs cannot be reached right now."""
 
     status = 503
+
+
+class UpstreamError(ClawError):
+    """The gateway answered a request with an error. `code` is the gateway's own error code."""
+
+    status = 502
+
+    def __init__(
+        self, message: str, *, code: str = "UNAVAILABLE", retryable: bool = False, details: object = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retryable = retryable
+        self.details = details
