@@ -15,7 +15,7 @@ from claw_adapters.storage.sqlite import SqliteHistoryStores
 from claw_adapters.storage.workspace_file import InMemoryWorkspaceRegistry, JsonFileWorkspaceRegistry
 from claw_app.settings import Settings
 from claw_core.services.clock import SystemClock
-from claw_core.services.events import EventHub
+from claw_core.services.events import ClientEvents
 from claw_core.services.history import ActiveThreads, HistoryService
 from claw_core.services.titles import FirstMessageTitles
 from claw_core.services.transfer import TransferService
@@ -30,7 +30,7 @@ class Container(containers.DeclarativeContainer):
     config = providers.Configuration(strict=True)
 
     clock = providers.Singleton(SystemClock)
-    events = providers.Singleton(EventHub)
+    events = providers.Singleton(ClientEvents)
     titles = providers.Singleton(FirstMessageTitles)
     active_threads = providers.Singleton(ActiveThreads)
 

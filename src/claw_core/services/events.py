@@ -1,28 +1,31 @@
-"""An in-process event hub: the core publishes, every connected client has its own bounded queue.
+"""An in-process event hub: producers publish, every subscriber has its own bounded queue.
 
-A subscriber that falls `maxsize` events behind is dropped (its queue is closed) rather than letting the
-connector buffer without bound for one slow browser; the transport then closes that client.
+A subscriber that falls `maxsize` events behind is dropped (its feed ends) rather than letting the connector
+buffer without bound for one slow client; the transport then closes that client.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Generic, TypeVar
 
 from claw_core.model import JsonObject
 
-__all__ = ["EventHub", "Subscription"]
+__all__ = ["ClientEvents", "EventHub", "Subscription"]
+
+T = TypeVar("T")
 
 
-class Subscription:
-    def __init__(self, hub: EventHub, maxsize: int) -> None:
+class Subscription(Generic[T]):
+    def __init__(self, hub: EventHub[T], maxsize: int) -> None:
         self._hub = hub
-        self._queue: asyncio.Queue[JsonObject | None] = asyncio.Queue(maxsize + 1)
+        self._queue: asyncio.Queue[T | None] = asyncio.Queue(maxsize + 1)
         self._maxsize = maxsize
         self.overflowed = False
         self.closed = False
 
-    def offer(self, event: JsonObject) -> None:
+    def offer(self, event: T) -> None:
         if self.closed:
             return
         if self._queue.qsize() >= self._maxsize:
@@ -37,7 +40,7 @@ class Subscription:
             self._hub.unsubscribe(self)
             self._queue.put_nowait(None)
 
-    async def __aiter__(self) -> AsyncIterator[JsonObject]:
+    async def __aiter__(self) -> AsyncIterator[T]:
         while True:
             event = await self._queue.get()
             if event is None:
@@ -45,24 +48,28 @@ class Subscription:
             yield event
 
 
-class EventHub:
-    """Implements the EventSink port."""
+class EventHub(Generic[T]):
+    """Publish/subscribe within one event loop. `EventHub[JsonObject]` implements the EventSink port."""
 
     def __init__(self) -> None:
-        self._subscribers: set[Subscription] = set()
+        self._subscribers: set[Subscription[T]] = set()
 
-    def publish(self, event: JsonObject) -> None:
+    def publish(self, event: T) -> None:
         for subscriber in list(self._subscribers):
             subscriber.offer(event)
 
-    def subscribe(self, maxsize: int = 1000) -> Subscription:
+    def subscribe(self, maxsize: int = 1000) -> Subscription[T]:
         subscription = Subscription(self, maxsize)
         self._subscribers.add(subscription)
         return subscription
 
-    def unsubscribe(self, subscription: Subscription) -> None:
+    def unsubscribe(self, subscription: Subscription[T]) -> None:
         self._subscribers.discard(subscription)
 
     @property
     def subscriber_count(self) -> int:
         return len(self._subscribers)
+
+
+ClientEvents = EventHub[JsonObject]
+"""The hub of the connector's own events for connected clients (thread-title-updated, unread-update, ...)."""
