@@ -98,3 +98,18 @@ async def test_batches_are_bounded_and_ordered(tmp_path: Path, count: int) -> No
     assert [v for (v,) in connection.execute("SELECT v FROM t ORDER BY rowid")] == list(range(count))
     executor.shutdown()
     connection.close()
+
+
+async def test_readers_see_every_acknowledged_write(tmp_path: Path) -> None:
+    """Reads go to separate connections; a write acknowledged before a read starts is always visible to it."""
+    stores = SqliteHistoryStores(tmp_path)
+    store = await stores.open("default")
+    await store.create_thread(thread("t1"))
+
+    async def write_then_read(index: int) -> None:
+        await store.upsert_message(Message(f"m{index:03d}", "t1", Role.USER, "x", index), now=index)
+        assert await store.get_message(f"m{index:03d}") is not None
+
+    await asyncio.gather(*(write_then_read(i) for i in range(200)))
+    assert len((await store.page_messages("t1", limit=500)).messages) == 200
+    await stores.close()

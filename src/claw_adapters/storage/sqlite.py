@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from claw_adapters.storage.sqlite_batch import WriteBatcher
+from claw_adapters.storage.sqlite_readers import ReaderPool
 from claw_adapters.storage.sqlite_schema import (
     ensure_search_index,
     indexing_in_bulk,
@@ -52,6 +53,9 @@ __all__ = ["SqliteHistoryStore", "SqliteHistoryStores"]
 _T = TypeVar("_T")
 _Row = tuple[Any, ...]
 _Job = Callable[[sqlite3.Connection], _T]
+
+DEFAULT_READERS = 2
+"""Reading connections per workspace: one per core of a small machine."""
 
 _SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 _DB_SUFFIXES = ("", "-wal", "-shm", "-journal")
@@ -148,24 +152,36 @@ _SEARCH = (
 class SqliteHistoryStore:
     """One workspace's history in one SQLite file. Build it with `await SqliteHistoryStore.open(path)`."""
 
-    def __init__(self, connection: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
-        """Take ownership of a connection that is only ever used from `executor`'s single thread."""
+    def __init__(self, connection: sqlite3.Connection, executor: ThreadPoolExecutor, readers: ReaderPool) -> None:
+        """Take ownership of a writing connection only ever used from `executor`'s single thread, and of the
+        readers beside it."""
         self._conn = connection
         self._executor = executor
         self._writes = WriteBatcher(connection, executor)
+        self._readers = readers
         self._closed = False
 
     @classmethod
-    async def open(cls, path: Path, *, synchronous: str = "NORMAL") -> SqliteHistoryStore:
-        """Open (creating, migrating and checking the search index of) the database at `path`."""
+    async def open(
+        cls, path: Path, *, synchronous: str = "NORMAL", readers: int = DEFAULT_READERS
+    ) -> SqliteHistoryStore:
+        """Open (creating, migrating and checking the search index of) the database at `path`, with `readers`
+        reading connections beside the writing one."""
         mode = _checked_synchronous(synchronous)
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sqlite-{path.stem}")
+        loop = asyncio.get_running_loop()
         try:
-            connection = await asyncio.get_running_loop().run_in_executor(executor, _connect, path, mode)
+            connection = await loop.run_in_executor(executor, _connect, path, mode)
         except BaseException:
             executor.shutdown(wait=False)
             raise
-        return cls(connection, executor)
+        try:
+            pool = await ReaderPool.open(path, readers)
+        except BaseException:
+            await loop.run_in_executor(executor, connection.close)
+            executor.shutdown(wait=False)
+            raise
+        return cls(connection, executor, pool)
 
     async def create_thread(self, thread: Thread) -> None:
         await self._write(lambda conn: _create_thread(conn, thread))
@@ -265,12 +281,13 @@ class SqliteHistoryStore:
         self._closed = True
         try:
             await self._writes.drain()
+            await self._readers.close()
             await asyncio.get_running_loop().run_in_executor(self._executor, _close_connection, self._conn)
         finally:
             self._executor.shutdown(wait=False)
 
     async def _read(self, job: _Job[_T]) -> _T:
-        return await self._submit(partial(self._in_thread, partial(_in_transaction, self._conn, "BEGIN", job)))
+        return await self._submit(partial(self._readers.run, partial(_read_transaction, job)))
 
     async def _write(self, job: _Job[_T]) -> _T:
         """Writes are batched into shared transactions (see sqlite_batch), each job still atomic."""
@@ -285,9 +302,6 @@ class SqliteHistoryStore:
             if _is_busy(error):
                 raise Unavailable("History database is busy, try again") from error
             raise
-
-    async def _in_thread(self, job: Callable[[], _T]) -> _T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, job)
 
 
 class SqliteHistoryStores:
@@ -377,6 +391,11 @@ def _close_connection(conn: sqlite3.Connection) -> None:
         conn.execute("PRAGMA optimize")
     finally:
         conn.close()
+
+
+def _read_transaction(job: _Job[_T], conn: sqlite3.Connection) -> _T:
+    """One snapshot for the whole job, even when it runs several statements."""
+    return _in_transaction(conn, "BEGIN", job)
 
 
 def _in_transaction(conn: sqlite3.Connection, begin: str, job: _Job[_T]) -> _T:
