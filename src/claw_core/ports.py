@@ -14,6 +14,7 @@ from claw_core.model import (
     JsonObject,
     Message,
     MessageCursor,
+    Role,
     SearchHit,
     Thread,
     ThreadExport,
@@ -30,6 +31,7 @@ __all__ = [
     "ImportCounts",
     "MessagePage",
     "RenderedMessagePage",
+    "RunRecord",
     "ThreadPage",
     "TitleSuggester",
     "UpsertResult",
@@ -67,6 +69,18 @@ class UpsertResult:
     created: bool
     retitled: Thread | None = None
     """The thread, when storing this message gave it its first title."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """A chat run the connector relayed whose reply is not stored yet: what reconciliation finishes after the
+    connector or the gateway restarted mid-run."""
+
+    run_id: str
+    session_key: str
+    thread_id: str
+    started_at: int
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +140,29 @@ class HistoryStore(Protocol):
         another thread."""
 
     async def delete_message(self, thread_id: str, message_id: str) -> bool: ...
+
+    async def messages_near(self, thread_id: str, role: Role, timestamp: int, window_ms: int) -> list[Message]:
+        """The thread's messages of `role` whose timestamp is within `window_ms` of `timestamp` (both ends
+        included), ordered by (timestamp, id). Served by the (thread_id, role, timestamp) index."""
+
+    async def latest_pending(self, thread_id: str) -> Message | None:
+        """The newest (by timestamp, id) assistant message of the thread whose metadata has a truthy `pending`."""
+
+    async def store_reply(self, reply: Message, *, run_id: str, now: int) -> Message | None:
+        """Store an assistant reply exactly once per run, in one transaction. None when the thread already holds
+        a message whose metadata.runId is `run_id`. Otherwise the thread's newest pending assistant placeholder
+        takes the reply's content, status and metadata (keeping its own id, timestamp and created_at), or, when
+        there is none, `reply` is inserted as it is. Either way the run's record is removed and the thread's
+        updated_at moves to `now`. Raise NotFound when the thread is gone (the run record is removed then too)."""
+
+    async def record_run(self, run: RunRecord) -> None:
+        """Remember a run in flight (a second record of the same run_id replaces the first)."""
+
+    async def finish_run(self, run_id: str) -> None:
+        """Forget a run (no error when unknown)."""
+
+    async def open_runs(self) -> list[RunRecord]:
+        """Every run still recorded, oldest first."""
 
     async def add_unread(self, thread_id: str, message_id: str) -> int:
         """Mark one message unread; returns the thread's new unread count."""
