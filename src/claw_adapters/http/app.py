@@ -18,10 +18,13 @@ from claw_adapters.http.settings import HttpSettings
 from claw_core.api.contract import DEFAULT_MAX_BODY, ApiRequest, Router, error_response
 from claw_core.errors import ClawError
 
-__all__ = ["SETTINGS_KEY", "create_app"]
+__all__ = ["LIMITER_KEY", "SETTINGS_KEY", "create_app"]
 
 SETTINGS_KEY = web.AppKey("claw_http_settings", HttpSettings)
 """Where `create_app` leaves its settings, for `start_http` to configure the connections with."""
+
+LIMITER_KEY = web.AppKey("claw_http_limiter", FailureLimiter)
+"""The failed-authentication limiter, for routes that authenticate on their own to report their failures to."""
 
 _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie"})
 
@@ -40,6 +43,7 @@ def create_app(router: Router, settings: HttpSettings, *, extra_routes: Iterable
         handler_args=protocol_options(settings),
     )
     app[SETTINGS_KEY] = settings
+    app[LIMITER_KEY] = limiter
     for route in extra_routes:
         web.RouteDef(
             route.method, route.path, route.handler, {"expect_handler": defer_expect, **route.kwargs}

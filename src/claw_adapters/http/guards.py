@@ -114,7 +114,10 @@ class _Guards:
         retry_after = self._limiter.retry_after(client)
         if retry_after is not None:
             return json_error(429, "Too many failed attempts", {"Retry-After": str(max(1, math.ceil(retry_after)))})
-        if self._router.requires_auth(request.method, path) and not self._authorized(request):
+        needs_token = path not in self._settings.self_authenticating_paths and self._router.requires_auth(
+            request.method, path
+        )
+        if needs_token and not self._authorized(request):
             self._limiter.record_failure(client)
             return json_error(401, "Unauthorized", {"WWW-Authenticate": "Bearer"})
         return None

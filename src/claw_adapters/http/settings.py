@@ -45,6 +45,10 @@ class HttpSettings:
     max_headers: int = 64
     """Most header fields a request may have."""
     cors_max_age_s: int = 600
+    self_authenticating_paths: tuple[str, ...] = ()
+    """Paths (the browser WebSocket relay) that check the token themselves, inside their own protocol: browsers
+    cannot put an Authorization header on a WebSocket. Host and Origin are checked there like everywhere, and
+    their failed attempts count toward the same limiter."""
     """How long a browser may cache a preflight answer."""
 
     def __post_init__(self) -> None:

@@ -83,7 +83,29 @@ _V1 = (
     """,
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+# Runs the connector relayed whose reply is not stored yet, and what makes storing a reply exactly-once: finding
+# "the assistant message of run X in this thread" through an index instead of parsing every message's metadata.
+_V2 = (
+    """
+    CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY NOT NULL,
+        session_key TEXT NOT NULL,
+        thread_id TEXT NOT NULL REFERENCES threads (id) ON DELETE CASCADE,
+        started_at INTEGER NOT NULL,
+        idempotency_key TEXT
+    )
+    """,
+    # The child side of the cascade: deleting a thread finds its runs without scanning them all.
+    "CREATE INDEX runs_thread ON runs (thread_id)",
+    # Only assistant rows, keyed on their metadata.runId (NULL for those without one). A query uses it only when it
+    # names this exact expression and says role = 'assistant'.
+    """
+    CREATE INDEX messages_run ON messages (thread_id, json_extract(metadata, '$.runId'))
+    WHERE role = 'assistant'
+    """,
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # Apostrophes are token characters so "don't" is one word; porter folds "running" onto "run".

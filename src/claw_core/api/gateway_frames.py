@@ -183,28 +183,24 @@ def parse_frame(text: str | bytes) -> Frame:
             seq=_optional_int(obj, "seq", "event"),
         )
     if isinstance(kind, str):
-        return _unknown_type(kind)
+        shown = kind[:_PREFIX] if kind.isprintable() else "?"
+        raise Invalid(f"unknown frame type {shown!r}")
     raise Invalid("frame has no string `type`")
-
-
-def _unknown_type(kind: str) -> Frame:
-    shown = kind[:_PREFIX] if kind.isprintable() else "?"
-    raise Invalid(f"unknown frame type {shown!r}")
 
 
 # -- builders ---------------------------------------------------------------------------------------------------------
 
 
-def req(id: str, method: str, params: JsonObject | None = None) -> JsonObject:  # noqa: A002 - the protocol's name
+def req(id: str, method: str, params: JsonObject | None = None) -> JsonObject:
     return {"type": "req", "id": id, "method": method, "params": params if params is not None else {}}
 
 
-def res_ok(id: str, payload: Any = None) -> JsonObject:  # noqa: A002
+def res_ok(id: str, payload: Any = None) -> JsonObject:
     return {"type": "res", "id": id, "ok": True, "payload": payload if payload is not None else {}}
 
 
 def res_error(
-    id: str,  # noqa: A002
+    id: str,
     code: str,
     message: str,
     *,

@@ -34,9 +34,12 @@ from claw_core.ports import (
 )
 from claw_core.services.titles import title_from_text
 
-__all__ = ["ActiveThreads", "HistoryService", "ThreadChanges"]
+__all__ = ["TWIN_WINDOW_MS", "ActiveThreads", "HistoryService", "ThreadChanges", "is_relayed"]
 
 log = logging.getLogger(__name__)
+
+TWIN_WINDOW_MS = 120_000
+"""A relayed user turn and a posted one with the same text this close in time are the same turn."""
 
 _TITLE_MAX = 200
 _CONTEXT_MESSAGES = 40
@@ -57,6 +60,11 @@ class ThreadChanges:
     metadata: JsonObject | None = None
     clear_metadata: bool = False
     unread_count: int | None = None
+
+
+def is_relayed(message: Message) -> bool:
+    """Stored by the relay from a `chat.send`, rather than posted by a client."""
+    return (message.metadata or {}).get("source") == "relay"
 
 
 class ActiveThreads:
@@ -219,7 +227,17 @@ class HistoryService:
         result = await store.upsert_message(message, now=self._clock.now_ms(), title=title or None)
         if result.retitled is not None:
             self._title_updated(workspace, result.retitled)
+        if result.created and message.role is Role.USER and not is_relayed(message):
+            await self._drop_relayed_twins(store, result.message)
         return result.message, result.created
+
+    async def _drop_relayed_twins(self, store: HistoryStore, posted: Message) -> None:
+        """The web app posts the user's message itself around the time it sends `chat.send`; when the relay
+        stored that turn first, the posted copy (with the app's own id) wins and the relayed one goes."""
+        nearby = await store.messages_near(posted.thread_id, Role.USER, posted.timestamp, TWIN_WINDOW_MS)
+        for twin in nearby:
+            if twin.id != posted.id and is_relayed(twin) and twin.content == posted.content:
+                await store.delete_message(twin.thread_id, twin.id)
 
     async def delete_message(self, workspace: Workspace, thread_id: str, message_id: str) -> None:
         await self.get_thread(workspace, thread_id)
