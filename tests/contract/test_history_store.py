@@ -13,7 +13,7 @@ import pytest
 
 from claw_core.errors import Conflict, Invalid, NotFound, Unavailable
 from claw_core.model import JsonObject, Message, MessageCursor, Role, SessionKey, Thread, ThreadExport
-from claw_core.ports import HistoryStore, HistoryStores, ImportCounts
+from claw_core.ports import HistoryStore, HistoryStores, ImportCounts, RunRecord
 
 
 def thread(thread_id: str, *, workspace: str = "default", **fields: Any) -> Thread:
@@ -638,6 +638,340 @@ async def test_import_skips_a_thread_whose_session_key_is_taken(history_store: H
     counts = await history_store.import_threads([ThreadExport(clash, (message("m", "t2"),))])
     assert counts == ImportCounts(threads=0, messages=0)
     assert await history_store.count_threads() == 1
+
+
+# --- runs and replies ---
+
+
+def run(run_id: str = "r1", thread_id: str = "t1", *, started_at: int = 1_000, **fields: Any) -> RunRecord:
+    return RunRecord(run_id, f"agent:main:default:chat:{thread_id}", thread_id, started_at, **fields)
+
+
+def reply(
+    message_id: str = "reply",
+    thread_id: str = "t1",
+    content: str = "the answer",
+    *,
+    run_id: str = "r1",
+    timestamp: int = 2_000,
+    **fields: Any,
+) -> Message:
+    return message(
+        message_id, thread_id, content, timestamp=timestamp, role=Role.ASSISTANT, metadata={"runId": run_id}, **fields
+    )
+
+
+def placeholder(message_id: str, thread_id: str = "t1", *, timestamp: int, **fields: Any) -> Message:
+    return message(
+        message_id,
+        thread_id,
+        "thinking",
+        timestamp=timestamp,
+        role=Role.ASSISTANT,
+        metadata={"pending": True},
+        **fields,
+    )
+
+
+async def run_ids(store: HistoryStore) -> list[str]:
+    return [r.run_id for r in await store.open_runs()]
+
+
+async def assistant_messages(store: HistoryStore, thread_id: str = "t1") -> list[Message]:
+    page = await store.page_messages(thread_id, limit=1_000)
+    return [m for m in page.messages if m.role is Role.ASSISTANT]
+
+
+async def test_a_reply_without_a_placeholder_is_inserted_as_it_is(history_store: HistoryStore) -> None:
+    await history_store.create_thread(thread("t1", updated_at=100))
+    await add_messages(history_store, message("question", timestamp=1_000))
+    await history_store.record_run(run())
+    answer = reply(seq=4, created_at=2_001, status="error")
+
+    assert await history_store.store_reply(answer, run_id="r1", now=3_000) == answer
+    assert await history_store.get_message("reply") == answer
+    assert await ids(history_store, limit=10) == (["question", "reply"], False)
+    assert (await stored_thread(history_store, "t1")).updated_at == 3_000
+    assert await history_store.open_runs() == []
+
+
+async def test_an_inserted_reply_without_created_at_is_stamped_now(history_store: HistoryStore) -> None:
+    await history_store.create_thread(thread("t1"))
+    stored = await history_store.store_reply(reply(), run_id="r1", now=3_000)
+    assert stored is not None and stored.created_at == 3_000
+
+
+async def test_a_reply_fills_the_newest_pending_placeholder_keeping_its_identity(history_store: HistoryStore) -> None:
+    await history_store.create_thread(thread("t1", updated_at=100))
+    await add_messages(
+        history_store,
+        placeholder("p-old", timestamp=1_500, created_at=1_501),
+        placeholder("p-new", timestamp=1_600, created_at=1_601),
+        # newer, but neither pending nor an assistant placeholder
+        message("done", timestamp=1_700, role=Role.ASSISTANT, metadata={"pending": False}),
+        message("user", timestamp=1_800, metadata={"pending": True}),
+    )
+    await history_store.record_run(run())
+
+    stored = await history_store.store_reply(reply(status="final", seq=7, created_at=9), run_id="r1", now=3_000)
+    filled = Message(
+        "p-new", "t1", Role.ASSISTANT, "the answer", 1_600, status="final", metadata={"runId": "r1"}, seq=7,
+        created_at=1_601,
+    )  # fmt: skip
+    assert stored == filled
+    assert await history_store.get_message("p-new") == filled
+    assert await history_store.get_message("reply") is None
+    assert (await stored_message(history_store, "p-old")).metadata == {"pending": True}
+    assert await history_store.latest_pending("t1") == await history_store.get_message("p-old")
+    assert (await stored_thread(history_store, "t1")).updated_at == 3_000
+    assert await history_store.open_runs() == []
+    # the search index follows the filled content
+    hits, _ = await history_store.search("answer", offset=0, limit=10)
+    assert [h.message_id for h in hits] == ["p-new"]
+    hits, _ = await history_store.search("thinking", offset=0, limit=10)
+    assert [h.message_id for h in hits] == ["p-old"]
+
+
+async def test_a_filled_placeholder_keeps_its_seq_when_the_reply_has_none(history_store: HistoryStore) -> None:
+    await history_store.create_thread(thread("t1"))
+    await add_messages(history_store, placeholder("p", timestamp=1_500, seq=3))
+    stored = await history_store.store_reply(reply(), run_id="r1", now=3_000)
+    assert stored is not None and (stored.id, stored.seq) == ("p", 3)
+
+
+async def test_of_two_placeholders_in_the_same_millisecond_the_greater_id_is_filled(
+    history_store: HistoryStore,
+) -> None:
+    await history_store.create_thread(thread("t1"))
+    await add_messages(history_store, placeholder("p-b", timestamp=1_500), placeholder("p-a", timestamp=1_500))
+    stored = await history_store.store_reply(reply(), run_id="r1", now=3_000)
+    assert stored is not None and stored.id == "p-b"
+
+
+async def test_a_run_is_stored_once_however_often_its_reply_arrives(history_store: HistoryStore) -> None:
+    await history_store.create_thread(thread("t1"))
+    await history_store.record_run(run())
+    first = await history_store.store_reply(reply("first"), run_id="r1", now=3_000)
+    assert first is not None
+
+    assert await history_store.store_reply(reply("second", content="again"), run_id="r1", now=4_000) is None
+    # a restart re-records the run; its reply is still stored only once, and the record goes all the same
+    await history_store.record_run(run())
+    assert await history_store.store_reply(reply("first"), run_id="r1", now=5_000) is None
+    assert await history_store.open_runs() == []
+    assert await assistant_messages(history_store) == [first]
+    assert (await stored_thread(history_store, "t1")).updated_at == 3_000  # nothing stored, nothing moved
+
+
+async def test_a_filled_placeholder_counts_as_the_runs_reply(history_store: HistoryStore) -> None:
+    await history_store.create_thread(thread("t1"))
+    await add_messages(history_store, placeholder("p1", timestamp=1_500))
+    assert await history_store.store_reply(reply(), run_id="r1", now=3_000) is not None
+    await add_messages(history_store, placeholder("p2", timestamp=3_500))  # the next turn's placeholder
+    assert await history_store.store_reply(reply(), run_id="r1", now=4_000) is None
+    assert await history_store.latest_pending("t1") == await history_store.get_message("p2")
+
+
+@pytest.mark.parametrize("with_placeholder", [False, True])
+async def test_concurrent_replies_of_one_run_store_exactly_one(
+    history_store: HistoryStore, with_placeholder: bool
+) -> None:
+    await history_store.create_thread(thread("t1"))
+    if with_placeholder:
+        await add_messages(history_store, placeholder("p", timestamp=1_500))
+    await history_store.record_run(run())
+
+    results = await asyncio.gather(
+        *(
+            history_store.store_reply(reply(f"reply-{i}", content=f"answer {i}"), run_id="r1", now=3_000)
+            for i in range(20)
+        )
+    )
+    stored = [result for result in results if result is not None]
+    assert len(stored) == 1
+    assert await assistant_messages(history_store) == stored
+    assert stored[0].id == ("p" if with_placeholder else "reply-0")
+    assert await history_store.latest_pending("t1") is None
+    assert await history_store.open_runs() == []
+
+
+async def test_replies_of_different_runs_are_each_stored(history_store: HistoryStore) -> None:
+    await history_store.create_thread(thread("t1"))
+    await history_store.create_thread(thread("t2"))
+    await add_messages(history_store, placeholder("p", timestamp=1_500))
+    results = await asyncio.gather(
+        history_store.store_reply(reply("a", run_id="ra"), run_id="ra", now=3_000),
+        history_store.store_reply(reply("b", run_id="rb"), run_id="rb", now=3_000),
+        history_store.store_reply(reply("c", "t2", run_id="ra"), run_id="ra", now=3_000),  # same run id, other thread
+    )
+    assert [r.id if r else None for r in results] == ["p", "b", "c"]
+
+
+async def test_a_user_message_carrying_the_run_id_is_not_its_reply(history_store: HistoryStore) -> None:
+    await history_store.create_thread(thread("t1"))
+    await add_messages(history_store, message("question", metadata={"runId": "r1"}))
+    stored = await history_store.store_reply(reply(), run_id="r1", now=3_000)
+    assert stored is not None and stored.id == "reply"
+
+
+async def test_a_reply_to_a_missing_thread_is_not_found_and_forgets_the_run(history_store: HistoryStore) -> None:
+    await history_store.create_thread(thread("t1"))
+    await history_store.record_run(run())
+    with pytest.raises(NotFound, match="Thread not found"):
+        await history_store.store_reply(reply(thread_id="gone"), run_id="r1", now=3_000)
+    assert await history_store.open_runs() == []
+    assert await history_store.get_message("reply") is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        message("reply", metadata={"runId": "r1"}),  # not an assistant message
+        reply(run_id="other"),
+        message("reply", role=Role.ASSISTANT),  # no metadata at all
+    ],
+)
+async def test_a_reply_that_does_not_carry_its_run_id_is_invalid_and_changes_nothing(
+    history_store: HistoryStore, bad: Message
+) -> None:
+    await history_store.create_thread(thread("t1", updated_at=100))
+    await add_messages(history_store, placeholder("p", timestamp=1_500))
+    await history_store.record_run(run())
+    with pytest.raises(Invalid):
+        await history_store.store_reply(bad, run_id="r1", now=3_000)
+    assert await run_ids(history_store) == ["r1"]
+    assert (await stored_message(history_store, "p")).content == "thinking"
+    assert await history_store.get_message("reply") is None
+
+
+async def test_an_inserted_reply_whose_id_is_taken_conflicts_and_changes_nothing(history_store: HistoryStore) -> None:
+    await history_store.create_thread(thread("t1", updated_at=100))
+    await history_store.create_thread(thread("t2"))
+    await add_messages(history_store, message("taken", "t2", content="mine"))
+    await history_store.record_run(run())
+    with pytest.raises(Conflict):
+        await history_store.store_reply(reply("taken"), run_id="r1", now=3_000)
+    assert (await stored_message(history_store, "taken")).content == "mine"
+    assert await run_ids(history_store) == ["r1"]
+    assert (await stored_thread(history_store, "t1")).updated_at == 100
+
+
+async def test_messages_near_keep_one_role_within_the_window_both_ends_included(history_store: HistoryStore) -> None:
+    await history_store.create_thread(thread("t1"))
+    await history_store.create_thread(thread("t2"))
+    await add_messages(
+        history_store,
+        message("too-early", timestamp=899),
+        message("low-edge", timestamp=900),
+        message("b-tie", timestamp=1_000),
+        message("a-tie", timestamp=1_000),
+        message("assistant", timestamp=1_000, role=Role.ASSISTANT),
+        message("high-edge", timestamp=1_100),
+        message("too-late", timestamp=1_101),
+        message("other-thread", "t2", timestamp=1_000),
+    )
+    near = await history_store.messages_near("t1", Role.USER, 1_000, 100)
+    assert [m.id for m in near] == ["low-edge", "a-tie", "b-tie", "high-edge"]
+    assert near[0] == await history_store.get_message("low-edge")
+    exact = await history_store.messages_near("t1", Role.USER, 1_000, 0)
+    assert [m.id for m in exact] == ["a-tie", "b-tie"]
+    assistants = await history_store.messages_near("t1", Role.ASSISTANT, 950, 50)
+    assert [m.id for m in assistants] == ["assistant"]
+    assert await history_store.messages_near("t1", Role.SYSTEM, 1_000, 1_000) == []
+    assert await history_store.messages_near("unknown", Role.USER, 1_000, 1_000) == []
+
+
+@pytest.mark.parametrize(
+    ("metadata", "pending"),
+    [
+        ({"pending": True}, True),
+        ({"pending": 1}, True),
+        ({"pending": "yes"}, True),
+        ({"pending": False}, False),
+        ({"pending": 0}, False),
+        ({"pending": ""}, False),
+        ({"pending": None}, False),
+        ({"other": True}, False),
+        (None, False),
+    ],
+)
+async def test_latest_pending_follows_the_truthiness_of_has_pending(
+    history_store: HistoryStore, metadata: JsonObject | None, pending: bool
+) -> None:
+    await history_store.create_thread(thread("t1"))
+    await add_messages(history_store, message("m1", role=Role.ASSISTANT, metadata=metadata))
+    found = await history_store.latest_pending("t1")
+    assert (found is not None) == pending
+    [summary] = (await history_store.list_threads(offset=0, limit=10)).threads
+    assert summary.has_pending == pending
+
+
+async def test_latest_pending_is_the_newest_pending_assistant_message(history_store: HistoryStore) -> None:
+    await history_store.create_thread(thread("t1"))
+    await history_store.create_thread(thread("t2"))
+    assert await history_store.latest_pending("t1") is None
+    await add_messages(
+        history_store,
+        placeholder("old", timestamp=1_000),
+        placeholder("a-newest", timestamp=2_000),
+        placeholder("b-newest", timestamp=2_000),
+        message("answered", timestamp=3_000, role=Role.ASSISTANT, metadata={"pending": False}),
+        message("user", timestamp=4_000, metadata={"pending": True}),
+        placeholder("other-thread", "t2", timestamp=5_000),
+    )
+    assert await history_store.latest_pending("t1") == await history_store.get_message("b-newest")
+    # answering it hands the role to the next newest
+    await add_messages(history_store, message("b-newest", role=Role.ASSISTANT, metadata={"pending": False}))
+    assert await history_store.latest_pending("t1") == await history_store.get_message("a-newest")
+    assert await history_store.latest_pending("unknown") is None
+
+
+async def test_runs_are_recorded_replaced_finished_and_listed_oldest_first(history_store: HistoryStore) -> None:
+    await history_store.create_thread(thread("t1"))
+    await history_store.create_thread(thread("t2"))
+    assert await history_store.open_runs() == []
+    await history_store.record_run(run("r-b", started_at=2))
+    await history_store.record_run(run("r-a", "t2", started_at=2, idempotency_key="idem-a"))
+    await history_store.record_run(run("r-c", started_at=1))
+    assert await history_store.open_runs() == [
+        run("r-c", started_at=1),
+        run("r-a", "t2", started_at=2, idempotency_key="idem-a"),
+        run("r-b", started_at=2),
+    ]
+
+    replaced = RunRecord("r-c", "agent:other:default:chat:t2", "t2", 3, idempotency_key="idem-c")
+    await history_store.record_run(replaced)
+    assert await history_store.open_runs() == [
+        run("r-a", "t2", started_at=2, idempotency_key="idem-a"),
+        run("r-b", started_at=2),
+        replaced,
+    ]
+
+    await history_store.finish_run("r-a")
+    await history_store.finish_run("r-a")
+    await history_store.finish_run("never-recorded")
+    assert await run_ids(history_store) == ["r-b", "r-c"]
+
+
+async def test_a_run_of_a_missing_thread_is_not_found(history_store: HistoryStore) -> None:
+    with pytest.raises(NotFound, match="Thread not found"):
+        await history_store.record_run(run(thread_id="gone"))
+    assert await history_store.open_runs() == []
+
+
+async def test_runs_go_with_their_thread_and_are_not_exported(history_stores: HistoryStores) -> None:
+    store = await history_stores.open("default")
+    await store.create_thread(thread("t1"))
+    await store.create_thread(thread("t2"))
+    await store.record_run(run("r1", "t1"))
+    await store.record_run(run("r2", "t2"))
+    await store.delete_thread("t1")
+    assert await run_ids(store) == ["r2"]
+
+    target = await history_stores.open("copy")
+    await target.import_threads(await exported(store))
+    assert await target.open_runs() == []
+    assert await run_ids(store) == ["r2"]
 
 
 # --- session keys ---

@@ -10,10 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from claw_adapters.storage.sqlite import SqliteHistoryStore, SqliteHistoryStores
-from claw_adapters.storage.sqlite_schema import SCHEMA_VERSION, SchemaTooNew
+from claw_adapters.storage.sqlite import (
+    _HAS_REPLY,
+    _LATEST_PENDING,
+    _LATEST_PENDING_PK,
+    _MESSAGES_NEAR,
+    SqliteHistoryStore,
+    SqliteHistoryStores,
+)
+from claw_adapters.storage.sqlite_schema import MIGRATIONS, SCHEMA_VERSION, SchemaTooNew, ensure_search_index
 from claw_core.errors import Invalid, Unavailable
-from claw_core.model import Message, Role, SessionKey, Thread
+from claw_core.model import Message, Role, SessionKey, Thread, UnreadThread
+from claw_core.ports import RunRecord
 
 
 @pytest.fixture
@@ -208,3 +216,145 @@ async def test_waiting_for_a_locked_database_does_not_block_the_event_loop(
     blocker.close()
     await write
     assert await store.count_threads() == 1
+
+
+# --- schema version 2: runs, and the index behind exactly-once replies ---
+
+
+def schema_of(path: Path) -> list[tuple[str, str, str]]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("SELECT type, name, sql FROM sqlite_schema WHERE sql IS NOT NULL ORDER BY name").fetchall()
+    finally:
+        conn.close()
+
+
+def version_1_database(path: Path) -> None:
+    """A database as the release that knew only schema version 1 left it, with some history in it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("BEGIN IMMEDIATE")
+        for statement in MIGRATIONS[0]:
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 1")
+        ensure_search_index(conn)
+        conn.execute(
+            "INSERT INTO threads (id, session_key, title, unread_count, metadata, created_at, updated_at) "
+            "VALUES ('t1', 'agent:main:default:chat:t1', 'Old', 1, '{\"k\":1}', 1, 2)"
+        )
+        conn.executemany(
+            "INSERT INTO messages (id, thread_id, role, content, status, metadata, seq, timestamp, created_at) "
+            "VALUES (?, 't1', ?, ?, 'sent', ?, NULL, ?, ?)",
+            [
+                ("m1", "user", "remember the lighthouse", None, 10, 11),
+                ("m2", "assistant", "the lighthouse it is", '{"runId":"old-run"}', 20, 21),
+                ("m3", "assistant", "", '{"pending":true}', 30, 31),
+            ],
+        )
+        conn.execute("INSERT INTO unread_messages (thread_id, message_id) VALUES ('t1', 'm2')")
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+async def test_a_version_1_database_is_migrated_on_open_with_its_history_intact(tmp_path: Path) -> None:
+    path = db_path(tmp_path)
+    version_1_database(path)
+    assert "runs" not in {name for _, name, _ in schema_of(path)}
+
+    stores = SqliteHistoryStores(tmp_path / "data")
+    try:
+        store = await stores.open("default")
+        assert pragma(path, "user_version") == SCHEMA_VERSION == 2
+        assert await store.get_thread("t1") == Thread(
+            "t1", "agent:main:default:chat:t1", "Old", unread_count=1, metadata={"k": 1}, created_at=1, updated_at=2
+        )
+        page = await store.page_messages("t1", limit=10)
+        assert [(m.id, m.role, m.metadata, m.timestamp, m.created_at) for m in page.messages] == [
+            ("m1", Role.USER, None, 10, 11),
+            ("m2", Role.ASSISTANT, {"runId": "old-run"}, 20, 21),
+            ("m3", Role.ASSISTANT, {"pending": True}, 30, 31),
+        ]
+        assert await store.unread_threads() == [UnreadThread("t1", "Old", 1, "", ("m2",))]
+        assert await search_ids(store, "lighthouse") == ["m2", "m1"]
+        # the new index covers the rows that were there before it: the old run's reply is already stored
+        old_reply = Message("x", "t1", Role.ASSISTANT, "again", 40, metadata={"runId": "old-run"})
+        assert await store.store_reply(old_reply, run_id="old-run", now=50) is None
+        # and the new table works, cascade included
+        await store.record_run(RunRecord("new-run", "agent:main:default:chat:t1", "t1", 45))
+        new_reply = Message("y", "t1", Role.ASSISTANT, "fresh", 46, metadata={"runId": "new-run"})
+        filled = await store.store_reply(new_reply, run_id="new-run", now=50)
+        assert filled is not None and (filled.id, filled.content) == ("m3", "fresh")
+        assert await store.open_runs() == []
+    finally:
+        await stores.close()
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    finally:
+        conn.close()
+
+
+async def test_a_migrated_database_has_exactly_the_schema_of_a_new_one(tmp_path: Path) -> None:
+    version_1_database(tmp_path / "data" / "history" / "old.sqlite3")
+    stores = SqliteHistoryStores(tmp_path / "data")
+    try:
+        await stores.open("old")
+        await stores.open("new")
+    finally:
+        await stores.close()
+    assert schema_of(db_path(tmp_path, "old")) == schema_of(db_path(tmp_path, "new"))
+
+
+async def analysed_history(tmp_path: Path) -> Path:
+    """A history with thousands of assistant messages in one thread, and statistics that say so."""
+    stores = SqliteHistoryStores(tmp_path / "data")
+    try:
+        store = await stores.open("default")
+        for thread_id in ("t1", "t2"):
+            await store.create_thread(thread(thread_id))
+        for index in range(3_000):
+            role = Role.ASSISTANT if index % 3 else Role.USER
+            await store.upsert_message(
+                Message(f"m{index}", "t1", role, "text", index, metadata={"runId": f"r{index}"}), now=1
+            )
+        await store.upsert_message(Message("p", "t1", Role.ASSISTANT, "", 5, metadata={"pending": True}), now=1)
+    finally:
+        await stores.close()
+    raw(db_path(tmp_path), "ANALYZE")
+    return db_path(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("sql", "values", "index"),
+    [
+        (_HAS_REPLY, ("t1", "r7"), "messages_run (thread_id=? AND <expr>=?)"),
+        (_LATEST_PENDING, ("t1",), "messages_pending (thread_id=?)"),
+        (_LATEST_PENDING_PK, ("t1",), "messages_pending (thread_id=?)"),
+        (
+            _MESSAGES_NEAR,
+            ("t1", "user", 1_000, 50),
+            "messages_thread_role_time (thread_id=? AND role=? AND timestamp>?",
+        ),
+    ],
+    ids=["reply-of-run", "latest-pending", "latest-pending-pk", "messages-near"],
+)
+async def test_runs_and_replies_are_looked_up_through_their_index(
+    tmp_path: Path, sql: str, values: tuple[object, ...], index: str
+) -> None:
+    path = await analysed_history(tmp_path)
+    conn = sqlite3.connect(path)
+    try:
+        plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", values)]
+        # and without the index the statement would not even compile: INDEXED BY never silently degrades
+        for name in ("messages_run", "messages_pending", "messages_thread_role_time"):
+            if f"INDEXED BY {name}" in sql:
+                conn.execute(f"DROP INDEX {name}")
+                with pytest.raises(sqlite3.OperationalError, match="no such index"):
+                    conn.execute(sql, values)
+    finally:
+        conn.close()
+    assert plan[0] == f"SEARCH m USING INDEX {index}" or plan[0].startswith(f"SEARCH m USING INDEX {index}")

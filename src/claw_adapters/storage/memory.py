@@ -26,6 +26,7 @@ from claw_core.model import (
     JsonObject,
     Message,
     MessageCursor,
+    Role,
     SearchHit,
     SessionKey,
     Thread,
@@ -35,7 +36,7 @@ from claw_core.model import (
     validate_agent_id,
     validate_workspace_name,
 )
-from claw_core.ports import ImportCounts, MessagePage, RenderedMessagePage, ThreadPage, UpsertResult
+from claw_core.ports import ImportCounts, MessagePage, RenderedMessagePage, RunRecord, ThreadPage, UpsertResult
 
 __all__ = ["InMemoryHistoryStore", "InMemoryHistoryStores"]
 
@@ -56,6 +57,7 @@ class InMemoryHistoryStore:
         self._threads: dict[str, Thread] = {}
         self._messages: dict[str, _Stored] = {}
         self._unread: dict[str, dict[str, None]] = {}  # thread id -> message ids, as an insertion-ordered set
+        self._runs: dict[str, RunRecord] = {}
         self._order = itertools.count()
         self._closed = False
 
@@ -85,6 +87,7 @@ class InMemoryHistoryStore:
         self._unread.pop(thread_id, None)
         for message in self._thread_messages(thread_id):
             del self._messages[message.id]
+        self._runs = {run_id: run for run_id, run in self._runs.items() if run.thread_id != thread_id}
         return True
 
     async def list_threads(self, *, offset: int, limit: int, search: str | None = None) -> ThreadPage:
@@ -177,6 +180,62 @@ class InMemoryHistoryStore:
             del self._unread[thread_id][message_id]
             self._sync_unread_count(thread_id)
         return True
+
+    async def messages_near(self, thread_id: str, role: Role, timestamp: int, window_ms: int) -> list[Message]:
+        self._check_open()
+        low, high = timestamp - window_ms, timestamp + window_ms
+        return [
+            _copy_message(m) for m in self._thread_messages(thread_id) if m.role is role and low <= m.timestamp <= high
+        ]
+
+    async def latest_pending(self, thread_id: str) -> Message | None:
+        self._check_open()
+        pending = self._latest_pending(thread_id)
+        return None if pending is None else _copy_message(pending)
+
+    async def store_reply(self, reply: Message, *, run_id: str, now: int) -> Message | None:
+        self._check_open()
+        _check_reply(reply, run_id)
+        thread_id = reply.thread_id
+        if thread_id not in self._threads:
+            self._runs.pop(run_id, None)
+            raise NotFound("Thread not found")
+        if any(_is_reply_of(m, run_id) for m in self._thread_messages(thread_id)):
+            self._runs.pop(run_id, None)
+            return None
+        placeholder = self._latest_pending(thread_id)
+        # Everything that can fail comes before the first change, as a rolled back transaction would leave it.
+        if placeholder is not None:
+            stored = replace(
+                placeholder,
+                content=reply.content,
+                status=reply.status,
+                metadata=_copy_metadata(reply.metadata),
+                seq=placeholder.seq if reply.seq is None else reply.seq,
+            )
+            order = self._messages[placeholder.id].order
+        elif reply.id in self._messages:
+            raise Conflict("Message id already exists")
+        else:
+            stored = _copy_message(reply, created_at=reply.created_at or now)
+            order = next(self._order)
+        self._messages[stored.id] = _Stored(stored, order)
+        self._runs.pop(run_id, None)
+        self._threads[thread_id] = replace(self._threads[thread_id], updated_at=now)
+        return _copy_message(stored)
+
+    async def record_run(self, run: RunRecord) -> None:
+        self._check_open()
+        self._require_thread(run.thread_id)
+        self._runs[run.run_id] = run  # frozen, and holds nothing mutable
+
+    async def finish_run(self, run_id: str) -> None:
+        self._check_open()
+        self._runs.pop(run_id, None)
+
+    async def open_runs(self) -> list[RunRecord]:
+        self._check_open()
+        return sorted(self._runs.values(), key=lambda run: (run.started_at, run.run_id))
 
     async def add_unread(self, thread_id: str, message_id: str) -> int:
         self._check_open()
@@ -278,6 +337,9 @@ class InMemoryHistoryStore:
     def _has_pending(self, thread_id: str) -> bool:
         return any(m.is_pending for m in self._thread_messages(thread_id))
 
+    def _latest_pending(self, thread_id: str) -> Message | None:
+        return next((m for m in reversed(self._thread_messages(thread_id)) if m.is_pending), None)
+
     def _last_message_text(self, thread_id: str) -> str | None:
         messages = self._thread_messages(thread_id)
         return messages[-1].content[:_LAST_MESSAGE_CHARS] if messages else None
@@ -361,6 +423,19 @@ def _words(text: str) -> set[str]:
 def _check_window(offset: int, limit: int) -> None:
     if offset < 0 or limit < 0:
         raise Invalid("offset and limit must not be negative")
+
+
+def _check_reply(reply: Message, run_id: str) -> None:
+    """Exactly-once rests on the stored reply carrying its run id: a reply without it could be stored again."""
+    if reply.role is not Role.ASSISTANT:
+        raise Invalid("A reply must be an assistant message")
+    if (reply.metadata or {}).get("runId") != run_id:
+        raise Invalid("A reply's metadata.runId must be its run id")
+
+
+def _is_reply_of(message: Message, run_id: str) -> bool:
+    """What SQLite's messages_run index finds: an assistant message whose metadata.runId is the run id."""
+    return message.role is Role.ASSISTANT and (message.metadata or {}).get("runId") == run_id
 
 
 def _copy_metadata(metadata: JsonObject | None) -> JsonObject | None:

@@ -46,7 +46,7 @@ from claw_core.model import (
     validate_agent_id,
     validate_workspace_name,
 )
-from claw_core.ports import ImportCounts, MessagePage, RenderedMessagePage, ThreadPage, UpsertResult
+from claw_core.ports import ImportCounts, MessagePage, RenderedMessagePage, RunRecord, ThreadPage, UpsertResult
 
 __all__ = ["SqliteHistoryStore", "SqliteHistoryStores"]
 
@@ -90,10 +90,8 @@ _MESSAGE_COLUMNS = _columns(_MESSAGE_FIELDS, "m.")
 _MESSAGE_VALUES = ", ".join("?" * len(_MESSAGE_FIELDS))
 # Exactly the condition of the partial index messages_pending, named with INDEXED BY: once ANALYZE has run, the
 # planner would otherwise walk every assistant message of each thread (20x slower on 100k messages).
-_HAS_PENDING = (
-    "EXISTS (SELECT 1 FROM messages m INDEXED BY messages_pending WHERE m.thread_id = t.id AND m.role = 'assistant' "
-    "AND json_extract(m.metadata, '$.pending') NOT IN (0, '', '[]', '{}'))"
-)
+_PENDING = "m.role = 'assistant' AND json_extract(m.metadata, '$.pending') NOT IN (0, '', '[]', '{}')"
+_HAS_PENDING = f"EXISTS (SELECT 1 FROM messages m INDEXED BY messages_pending WHERE m.thread_id = t.id AND {_PENDING})"
 _MATCHING_THREAD_IDS = (
     "SELECT DISTINCT m.thread_id FROM messages_fts JOIN messages m ON m.pk = messages_fts.rowid "
     "WHERE messages_fts MATCH ?"
@@ -128,6 +126,30 @@ _IMPORT_MESSAGE = (
     f"SELECT {_MESSAGE_VALUES} WHERE EXISTS (SELECT 1 FROM threads WHERE id = ?2)"
 )
 _UPDATE_MESSAGE = "UPDATE messages SET content = ?, status = ?, metadata = ?, seq = coalesce(?, seq) WHERE id = ?"
+
+# The three lookups of runs and replies each name their index, so statistics gathered by ANALYZE can never steer the
+# planner onto a walk through a whole thread (and a dropped index fails loudly instead of slowing down).
+_MESSAGES_NEAR = (
+    f"SELECT {_MESSAGE_COLUMNS} FROM messages m INDEXED BY messages_thread_role_time "
+    "WHERE m.thread_id = ? AND m.role = ? AND m.timestamp BETWEEN ? AND ? ORDER BY m.timestamp, m.id"
+)
+# The few pending rows of the thread come from the partial index; sorting them is cheaper than walking the thread's
+# assistant messages newest first until one is pending.
+_LATEST_PENDING = (
+    f"SELECT {_MESSAGE_COLUMNS} FROM messages m INDEXED BY messages_pending WHERE m.thread_id = ? AND {_PENDING} "
+    "ORDER BY m.timestamp DESC, m.id DESC LIMIT 1"
+)
+_LATEST_PENDING_PK = _LATEST_PENDING.replace(_MESSAGE_COLUMNS, "m.pk, m.id", 1)
+# The expression and the role condition are those of the index messages_run, which it needs to be usable.
+_HAS_REPLY = (
+    "SELECT 1 FROM messages m INDEXED BY messages_run WHERE m.thread_id = ? AND m.role = 'assistant' "
+    "AND json_extract(m.metadata, '$.runId') = ? LIMIT 1"
+)
+_FILL_PLACEHOLDER = "UPDATE messages SET content = ?, status = ?, metadata = ?, seq = coalesce(?, seq) WHERE pk = ?"
+
+_RUN_FIELDS = ("run_id", "session_key", "thread_id", "started_at", "idempotency_key")
+_RECORD_RUN = f"INSERT OR REPLACE INTO runs ({_columns(_RUN_FIELDS)}) VALUES ({', '.join('?' * len(_RUN_FIELDS))})"
+_OPEN_RUNS = f"SELECT {_columns(_RUN_FIELDS)} FROM runs ORDER BY started_at, run_id"
 
 _UNREAD_THREADS = (
     "SELECT t.id, t.title, t.unread_count, (SELECT substr(m.content, 1, 100) FROM messages m "
@@ -233,6 +255,29 @@ class SqliteHistoryStore:
 
     async def delete_message(self, thread_id: str, message_id: str) -> bool:
         return await self._write(lambda conn: _delete_message(conn, thread_id, message_id))
+
+    async def messages_near(self, thread_id: str, role: Role, timestamp: int, window_ms: int) -> list[Message]:
+        return await self._read(lambda conn: _messages_near(conn, thread_id, role, timestamp, window_ms))
+
+    async def latest_pending(self, thread_id: str) -> Message | None:
+        return await self._read(lambda conn: _latest_pending(conn, thread_id))
+
+    async def store_reply(self, reply: Message, *, run_id: str, now: int) -> Message | None:
+        _check_reply(reply, run_id)
+        stored = await self._write(lambda conn: _store_reply(conn, reply, run_id, now))
+        if isinstance(stored, _ThreadGone):
+            # Raised only here, after the commit: raising inside the job would roll back the run record's removal.
+            raise NotFound("Thread not found")
+        return stored
+
+    async def record_run(self, run: RunRecord) -> None:
+        await self._write(lambda conn: _record_run(conn, run))
+
+    async def finish_run(self, run_id: str) -> None:
+        await self._write(lambda conn: conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,)))
+
+    async def open_runs(self) -> list[RunRecord]:
+        return await self._read(lambda conn: [RunRecord(*row) for row in conn.execute(_OPEN_RUNS)])
 
     async def add_unread(self, thread_id: str, message_id: str) -> int:
         return await self._write(lambda conn: _add_unread(conn, thread_id, message_id))
@@ -592,6 +637,56 @@ def _delete_message(conn: sqlite3.Connection, thread_id: str, message_id: str) -
     return deleted > 0
 
 
+# --- runs and replies ---
+
+
+class _ThreadGone:
+    """What the store_reply job answers when the thread is gone: the job must commit (the run record is removed)
+    before NotFound is raised."""
+
+
+_THREAD_GONE = _ThreadGone()
+
+
+def _messages_near(
+    conn: sqlite3.Connection, thread_id: str, role: Role, timestamp: int, window_ms: int
+) -> list[Message]:
+    values = (thread_id, role.value, timestamp - window_ms, timestamp + window_ms)
+    return [_message_from_row(row) for row in conn.execute(_MESSAGES_NEAR, values)]
+
+
+def _latest_pending(conn: sqlite3.Connection, thread_id: str) -> Message | None:
+    row = conn.execute(_LATEST_PENDING, (thread_id,)).fetchone()
+    return None if row is None else _message_from_row(row)
+
+
+def _store_reply(conn: sqlite3.Connection, reply: Message, run_id: str, now: int) -> Message | _ThreadGone | None:
+    """One job, so one transaction: whatever the outcome, no second reply of the run can slip in between the check
+    and the write, and the run record goes in the same commit."""
+    conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+    thread_id = reply.thread_id
+    if conn.execute("SELECT 1 FROM threads WHERE id = ?", (thread_id,)).fetchone() is None:
+        return _THREAD_GONE
+    if conn.execute(_HAS_REPLY, (thread_id, run_id)).fetchone() is not None:
+        return None
+    placeholder = conn.execute(_LATEST_PENDING_PK, (thread_id,)).fetchone()
+    if placeholder is None:
+        if conn.execute("SELECT 1 FROM messages WHERE id = ?", (reply.id,)).fetchone() is not None:
+            raise Conflict("Message id already exists")  # rolls the whole job back, the run record included
+        conn.execute(_INSERT_MESSAGE, _message_params(reply, created_at=reply.created_at or now))
+        message_id = reply.id
+    else:
+        pk, message_id = placeholder
+        conn.execute(_FILL_PLACEHOLDER, (reply.content, reply.status, _dump(reply.metadata), reply.seq, pk))
+    conn.execute("UPDATE threads SET updated_at = ? WHERE id = ?", (now, thread_id))
+    return _get_message(conn, message_id)
+
+
+def _record_run(conn: sqlite3.Connection, run: RunRecord) -> None:
+    _require_thread(conn, run.thread_id)
+    conn.execute(_RECORD_RUN, (run.run_id, run.session_key, run.thread_id, run.started_at, run.idempotency_key))
+
+
 def _import_threads(conn: sqlite3.Connection, exports: Sequence[ThreadExport]) -> ImportCounts:
     threads = conn.executemany(_IMPORT_THREAD, (_thread_params(export.thread) for export in exports)).rowcount
     with indexing_in_bulk(conn):
@@ -768,6 +863,14 @@ def _load(text: str | None) -> JsonObject | None:
 def _check_window(offset: int, limit: int) -> None:
     if offset < 0 or limit < 0:
         raise Invalid("offset and limit must not be negative")
+
+
+def _check_reply(reply: Message, run_id: str) -> None:
+    """Exactly-once rests on the stored reply carrying its run id: a reply without it could be stored again."""
+    if reply.role is not Role.ASSISTANT:
+        raise Invalid("A reply must be an assistant message")
+    if (reply.metadata or {}).get("runId") != run_id:
+        raise Invalid("A reply's metadata.runId must be its run id")
 
 
 def _checked_synchronous(mode: str) -> str:
