@@ -10,10 +10,15 @@ from pathlib import Path
 
 from dependency_injector import containers, providers
 
+from claw_adapters.gateway.client import GatewayClient
+from claw_adapters.gateway.identity import DeviceIdentity
 from claw_adapters.storage.memory import InMemoryHistoryStores
 from claw_adapters.storage.sqlite import SqliteHistoryStores
 from claw_adapters.storage.workspace_file import InMemoryWorkspaceRegistry, JsonFileWorkspaceRegistry
 from claw_app.settings import Settings
+from claw_core import __version__
+from claw_core.services.browser_session import BrowserSession
+from claw_core.services.chat_relay import ChatRelay
 from claw_core.services.clock import SystemClock
 from claw_core.services.events import ClientEvents
 from claw_core.services.history import ActiveThreads, HistoryService
@@ -24,6 +29,8 @@ from claw_core.services.workspaces import WorkspaceService
 __all__ = ["Container", "build_container"]
 
 WORKSPACES_FILE = "workspaces.json"
+DEVICE_KEY_FILE = "gateway-device.pem"
+"""The connector's ed25519 device identity for the gateway (mode 0600)."""
 
 
 class Container(containers.DeclarativeContainer):
@@ -63,6 +70,37 @@ class Container(containers.DeclarativeContainer):
     )
     transfer = providers.Singleton(TransferService, stores=history_stores)
 
+    gateway_identity = providers.Singleton(
+        DeviceIdentity.load_or_create,
+        providers.Callable(lambda data_dir: Path(data_dir) / DEVICE_KEY_FILE, config.data_dir),
+    )
+    gateway = providers.Singleton(
+        GatewayClient,
+        url=config.gateway_ws_url,
+        token=config.gateway_token,
+        identity=gateway_identity,
+        client_version=__version__,
+    )
+    chat_relay = providers.Singleton(
+        ChatRelay,
+        workspaces=workspaces,
+        stores=history_stores,
+        history=history,
+        gateway=gateway,
+        clock=clock,
+        clients=events,
+    )
+    browser_session = providers.Factory(
+        BrowserSession,
+        token=config.auth_token,
+        gateway=gateway,
+        relay=chat_relay,
+        clients=events,
+        active=active_threads,
+        clock=clock,
+        server_version=__version__,
+    )
+
 
 def build_container(settings: Settings) -> Container:
     container = Container()
@@ -71,6 +109,9 @@ def build_container(settings: Settings) -> Container:
             "storage_backend": settings.storage_backend,
             "data_dir": settings.data_dir,
             "sqlite_synchronous": settings.sqlite_synchronous,
+            "gateway_ws_url": settings.gateway_ws_url,
+            "gateway_token": settings.gateway_token,
+            "auth_token": settings.auth_token,
         }
     )
     return container

@@ -7,6 +7,7 @@ import logging
 import time
 
 from claw_adapters.http import HttpServer, HttpSettings, create_app, start_http
+from claw_adapters.http.websocket import browser_relay_route
 from claw_app.container import Container, build_container
 from claw_app.settings import Settings
 from claw_core.api.contract import Router
@@ -16,6 +17,9 @@ from claw_core.api.router import build_router
 __all__ = ["ConnectorService"]
 
 log = logging.getLogger(__name__)
+
+RELAY_PATHS = ("/", "/ws")
+"""Where browsers open the gateway relay WebSocket: `/` as on the gateway itself, `/ws` as an explicit alias."""
 
 
 class ConnectorService:
@@ -38,15 +42,21 @@ class ConnectorService:
         return build_router(history_routes(api))
 
     async def start(self) -> str:
-        """Open the stores, start serving; returns the URL it listens on."""
+        """Open the stores, start relaying the gateway (connecting in the background: the connector serves its
+        history with no gateway at all), start serving; returns the URL it listens on."""
         settings = self.settings
-        await self.container.workspaces().start()
+        container = self.container
+        await container.workspaces().start()
+        await container.chat_relay().start()
+        await container.gateway().start()
         http_settings = HttpSettings(
             token=settings.auth_token or "",
             allowed_hosts=settings.allowed_hosts,
             cors_origins=settings.cors_origins,
+            self_authenticating_paths=RELAY_PATHS,
         )
-        app = create_app(self.router(), http_settings)
+        relay_routes = [browser_relay_route(path, container.browser_session) for path in RELAY_PATHS]
+        app = create_app(self.router(), http_settings, extra_routes=relay_routes)
         self._http = await start_http(app, settings.host, settings.port)
         return self._http.url
 
@@ -61,6 +71,8 @@ class ConnectorService:
         if self._http is not None:
             await self._http.stop()
             self._http = None
+        await self.container.chat_relay().close()
+        await self.container.gateway().close()
         await self.container.history().close()
         await self.container.history_stores().close()
         log.info("connector stopped")

@@ -402,11 +402,13 @@ def _find_reply(messages: object, run: RunRecord) -> JsonObject | None:
             return entry
     if run.idempotency_key is None:
         return None
+    # The gateway tags the user turn with the run's idempotency key (2026.9.6 writes "<key>:user").
+    turn_keys = {run.idempotency_key, f"{run.idempotency_key}:user"}
     after_turn = False
     for entry in entries:
         meta = _meta(entry)
         if entry.get("role") == "user":
-            after_turn = meta.get("idempotencyKey") == run.idempotency_key
+            after_turn = meta.get("idempotencyKey") in turn_keys
         elif after_turn and entry.get("role") == "assistant" and message_text(entry).strip():
             return entry
     return None
