@@ -11,7 +11,8 @@ from pathlib import Path
 from dependency_injector import containers, providers
 
 from claw_adapters.gateway.client import GatewayClient
-from claw_adapters.gateway.identity import DeviceIdentity
+from claw_adapters.gateway.identity import DEFAULT_FILE_NAME, DeviceIdentity
+from claw_adapters.gateway.transcripts import SessionTranscriptFiles
 from claw_adapters.storage.memory import InMemoryHistoryStores
 from claw_adapters.storage.sqlite import SqliteHistoryStores
 from claw_adapters.storage.workspace_file import InMemoryWorkspaceRegistry, JsonFileWorkspaceRegistry
@@ -22,6 +23,7 @@ from claw_core.services.chat_relay import ChatRelay
 from claw_core.services.clock import SystemClock
 from claw_core.services.events import ClientEvents
 from claw_core.services.history import ActiveThreads, HistoryService
+from claw_core.services.sessions import SessionJanitor
 from claw_core.services.titles import FirstMessageTitles
 from claw_core.services.transfer import TransferService
 from claw_core.services.workspaces import WorkspaceService
@@ -29,8 +31,6 @@ from claw_core.services.workspaces import WorkspaceService
 __all__ = ["Container", "build_container"]
 
 WORKSPACES_FILE = "workspaces.json"
-DEVICE_KEY_FILE = "gateway-device.pem"
-"""The connector's ed25519 device identity for the gateway (mode 0600)."""
 
 
 class Container(containers.DeclarativeContainer):
@@ -72,7 +72,7 @@ class Container(containers.DeclarativeContainer):
 
     gateway_identity = providers.Singleton(
         DeviceIdentity.load_or_create,
-        providers.Callable(lambda data_dir: Path(data_dir) / DEVICE_KEY_FILE, config.data_dir),
+        providers.Callable(lambda data_dir: Path(data_dir) / DEFAULT_FILE_NAME, config.data_dir),
     )
     gateway = providers.Singleton(
         GatewayClient,
@@ -89,6 +89,11 @@ class Container(containers.DeclarativeContainer):
         gateway=gateway,
         clock=clock,
         clients=events,
+    )
+    session_janitor = providers.Singleton(
+        SessionJanitor,
+        gateway=gateway,
+        transcripts=providers.Singleton(SessionTranscriptFiles, config.sessions_dir),
     )
     browser_session = providers.Factory(
         BrowserSession,
@@ -112,6 +117,7 @@ def build_container(settings: Settings) -> Container:
             "gateway_ws_url": settings.gateway_ws_url,
             "gateway_token": settings.gateway_token,
             "auth_token": settings.auth_token,
+            "sessions_dir": settings.sessions_dir,
         }
     )
     return container

@@ -11,6 +11,7 @@ from claw_adapters.http.websocket import browser_relay_route
 from claw_app.container import Container, build_container
 from claw_app.settings import Settings
 from claw_core.api.contract import Router
+from claw_core.api.gateway_routes import gateway_routes
 from claw_core.api.history_routes import HistoryApi, history_routes
 from claw_core.api.router import build_router
 
@@ -36,10 +37,11 @@ class ConnectorService:
             workspaces=container.workspaces(),
             history=container.history(),
             transfer=container.transfer(),
+            sessions=container.session_janitor(),
             clock=container.clock(),
             started_monotonic=time.monotonic(),
         )
-        return build_router(history_routes(api))
+        return build_router([*history_routes(api), *gateway_routes(container.gateway())])
 
     async def start(self) -> str:
         """Open the stores, start relaying the gateway (connecting in the background: the connector serves its
@@ -72,6 +74,7 @@ class ConnectorService:
             await self._http.stop()
             self._http = None
         await self.container.chat_relay().close()
+        await self.container.session_janitor().close()
         await self.container.gateway().close()
         await self.container.history().close()
         await self.container.history_stores().close()

@@ -45,12 +45,16 @@ class Gateway(Protocol):
     @property
     def connected(self) -> bool: ...
 
-    async def request(self, method: str, params: JsonObject, *, timeout_s: float = 30.0) -> JsonObject:
-        """Send a request and return the response payload. Raise claw_core.errors.Unavailable when not
-        connected or when no answer came in time, UpstreamError when the gateway answered ok:false."""
+    async def request(self, method: str, params: JsonObject, *, timeout_s: float | None = None) -> JsonObject:
+        """Send a request and return the response payload (`timeout_s` None: the adapter's own timeout).
+        Raise claw_core.errors.Unavailable when not connected or when no answer came in time, UpstreamError when
+        the gateway answered ok:false, TooLarge for a request over the gateway's policy.maxPayload, Invalid for
+        params that are not JSON."""
 
     def subscribe(self, maxsize: int = 1000) -> GatewayFeed:
-        """Events and status changes from now on. A subscriber more than `maxsize` behind is dropped."""
+        """Events and status changes from now on (subscribe before `start` to see the first connection). An
+        event whose payload is not an object is malformed and dropped. A subscriber more than `maxsize` behind
+        is dropped: its feed ends."""
 
     async def start(self) -> None:
         """Begin connecting (and reconnecting) in the background; returns at once."""

@@ -435,3 +435,16 @@ async def test_openapi_describes_every_route(api: Harness) -> None:
     assert described == served
     assert document["paths"]["/api/health"]["get"]["security"] == []
     assert "requestBody" in document["paths"]["/api/threads/{id}/messages"]["post"]
+
+
+async def test_deleting_threads_and_workspaces_hands_their_sessions_to_cleanup(api: Harness) -> None:
+    await api.call("POST", "/api/threads", {"id": "t1"})
+    await api.call("DELETE", "/api/threads/t1")
+    assert [r.key for r in api.cleanup.forgotten] == ["agent:main:default:chat:t1"]
+    await api.call("POST", "/api/workspaces", {"name": "work"})
+    for thread_id in ("a", "b"):
+        await api.call("POST", "/api/threads", {"id": thread_id}, workspace="work")
+    await api.call("PATCH", "/api/workspaces/work", {"agent": "other"})
+    assert [r.key for r in api.cleanup.forgotten[1:]] == ["agent:main:work:chat:a", "agent:main:work:chat:b"]
+    await api.call("DELETE", "/api/workspaces/work")
+    assert sorted(r.key for r in api.cleanup.forgotten[3:]) == ["agent:other:work:chat:a", "agent:other:work:chat:b"]

@@ -235,3 +235,15 @@ async def test_wrong_tokens_bad_frames_and_floods_leave_others_unaffected(tmp_pa
             await asyncio.wait_for(big.closed.wait(), 20)
             assert big.socket.close_code in (1009, None)
         assert (await call(port, "GET", "/api/health"))[0] == 200
+
+
+async def test_agents_come_from_the_gateway_and_a_missing_gateway_is_a_clean_503(tmp_path: Path) -> None:
+    async with FakeGateway() as gateway, connector(tmp_path, gateway.url, FAKE_TOKEN) as service:
+        port = service.port
+        await wait_for(lambda: service.container.gateway().connected, what="gateway connection")
+        status, body = await call(port, "GET", "/api/agents")
+        assert status == 200 and body["defaultId"] == "main" and body["agents"][0]["id"] == "main"
+        await gateway.stop()
+        await wait_for(lambda: not service.container.gateway().connected, what="disconnection")
+        status, body = await call(port, "GET", "/api/agents")
+        assert status == 503 and "error" in body

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,7 @@ from claw_core.api.router import build_router
 from claw_core.model import JsonObject
 from claw_core.ports import HistoryStores
 from claw_core.services.history import ActiveThreads, HistoryService
+from claw_core.services.sessions import SessionRef
 from claw_core.services.titles import FirstMessageTitles
 from claw_core.services.transfer import TransferService
 from claw_core.services.workspaces import WorkspaceService
@@ -41,6 +43,16 @@ class RecordingSink:
 
 
 @dataclass
+class RecordingCleanup:
+    """Records the sessions the routes hand over for cleanup (the janitor itself is tested on its own)."""
+
+    forgotten: list[SessionRef] = field(default_factory=list)
+
+    def forget(self, sessions: Iterable[SessionRef]) -> None:
+        self.forgotten += list(sessions)
+
+
+@dataclass
 class Reply:
     status: int
     body: Any
@@ -54,6 +66,7 @@ class Harness:
     history: HistoryService
     events: RecordingSink
     stores: HistoryStores
+    cleanup: RecordingCleanup
 
     async def call(
         self,
@@ -81,5 +94,6 @@ async def build_harness(stores: HistoryStores | None = None) -> Harness:
     workspaces = WorkspaceService(InMemoryWorkspaceRegistry(), stores, clock)
     await workspaces.start()
     history = HistoryService(stores, clock, events, FirstMessageTitles(), ActiveThreads())
-    api = HistoryApi(workspaces, history, TransferService(stores), clock, time.monotonic())
-    return Harness(build_router(history_routes(api)), workspaces, history, events, stores)
+    cleanup = RecordingCleanup()
+    api = HistoryApi(workspaces, history, TransferService(stores), cleanup, clock, time.monotonic())
+    return Harness(build_router(history_routes(api)), workspaces, history, events, stores, cleanup)

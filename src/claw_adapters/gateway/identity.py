@@ -109,10 +109,14 @@ def _read_private_file(path: Path) -> bytes:
         if path.is_symlink():
             raise DeviceIdentityError(f"device key {path} is a symlink; refusing to follow it") from None
         raise DeviceIdentityError(f"cannot open device key {path}: {error.strerror}") from None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
+    try:
+        info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise DeviceIdentityError(f"device key {path} is not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as handle:
         if os.name == "posix" and info.st_mode & 0o077:
             raise DeviceIdentityError(
                 f"device key {path} is accessible by group or others (mode {stat.S_IMODE(info.st_mode):04o}); "

@@ -27,6 +27,7 @@ from claw_core.errors import Invalid
 from claw_core.model import MessageCursor, Workspace, metadata_from_json
 from claw_core.ports import Clock
 from claw_core.services.history import HistoryService, ThreadChanges
+from claw_core.services.sessions import SessionCleanup, SessionRef
 from claw_core.services.transfer import TransferService, message_from_json, parse_export_threads
 from claw_core.services.workspaces import WorkspaceChanges, WorkspaceService
 from claw_core.validation import optional_bool, optional_int, optional_str, query_int, require_str
@@ -48,6 +49,7 @@ class HistoryApi:
     workspaces: WorkspaceService
     history: HistoryService
     transfer: TransferService
+    sessions: SessionCleanup
     clock: Clock
     started_monotonic: float
 
@@ -96,10 +98,14 @@ def history_routes(api: HistoryApi) -> list[Route]:  # noqa: PLR0915 - one table
             agent=optional_str(body, "agent"),
         )
         workspace, retired = await workspaces.update(request.path_params["name"], changes)
+        api.sessions.forget(SessionRef(key) for key in retired)
         return ok({"workspace": workspace.to_json(), "migratedThreads": len(retired)})
 
     async def delete_workspace(request: ApiRequest) -> ApiResponse:
-        await workspaces.delete(request.path_params["name"])
+        doomed = workspaces.resolve(request.path_params["name"])
+        sessions = await history.session_refs(doomed) if len(workspaces.state.workspaces) > 1 else []
+        await workspaces.delete(doomed.name)
+        api.sessions.forget(sessions)
         return ok({"ok": True})
 
     async def reorder_workspaces(request: ApiRequest) -> ApiResponse:
@@ -147,7 +153,8 @@ def history_routes(api: HistoryApi) -> list[Route]:  # noqa: PLR0915 - one table
         return ok({"thread": thread.to_json()})
 
     async def delete_thread(request: ApiRequest) -> ApiResponse:
-        await history.delete_thread(target(request), request.path_params["id"])
+        thread = await history.delete_thread(target(request), request.path_params["id"])
+        api.sessions.forget([SessionRef(thread.session_key, thread.last_session_id)])
         return ok({"ok": True})
 
     async def unread_threads(request: ApiRequest) -> ApiResponse:

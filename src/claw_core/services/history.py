@@ -32,6 +32,7 @@ from claw_core.ports import (
     ThreadPage,
     TitleSuggester,
 )
+from claw_core.services.sessions import SessionRef
 from claw_core.services.titles import title_from_text
 
 __all__ = ["TWIN_WINDOW_MS", "ActiveThreads", "HistoryService", "ThreadChanges", "is_relayed"]
@@ -42,6 +43,7 @@ TWIN_WINDOW_MS = 120_000
 """A relayed user turn and a posted one with the same text this close in time are the same turn."""
 
 _TITLE_MAX = 200
+_PAGE = 200
 _CONTEXT_MESSAGES = 40
 _CONTEXT_CHARS = 12_000
 _TITLE_SAMPLE = 10
@@ -163,6 +165,16 @@ class HistoryService:
         if not await store.delete_thread(thread_id):
             raise NotFound("Thread not found")
         return thread
+
+    async def session_refs(self, workspace: Workspace) -> list[SessionRef]:
+        """The gateway sessions behind every thread of the workspace (to clean them up with it)."""
+        store = await self.store(workspace)
+        refs: list[SessionRef] = []
+        while True:
+            page = await store.list_threads(offset=len(refs), limit=_PAGE)
+            refs += [SessionRef(t.thread.session_key, t.thread.last_session_id) for t in page.threads]
+            if not page.threads or len(refs) >= page.total:
+                return refs
 
     # unread
 
