@@ -240,12 +240,16 @@ class ChatRelay:
                 await self._drop_placeholder(route, run_id)
                 self._stream_end(route, run_id, "silent")
             return
+        stored = None
         if route is not None and run_id:
             timestamp = message.get("timestamp") if isinstance(message, dict) else None
-            await self._save_reply(route, run_id, text, timestamp if isinstance(timestamp, int) else None)
+            stored = await self._save_reply(route, run_id, text, timestamp if isinstance(timestamp, int) else None)
         self._clients.publish(frame)
         if route is not None:
             self._stream_end(route, run_id, "complete")
+        if route is not None and stored is not None:
+            # After the announcements: counting it unread is a second write the browser need not wait for.
+            await self._history.mark_unread(route.workspace, route.thread_id, stored.id)
 
     async def _on_end(
         self, route: _Route | None, run_id: str, payload: JsonObject, frame: JsonObject, state: str
@@ -263,8 +267,8 @@ class ChatRelay:
         self._clients.publish(end)
 
     async def _save_reply(self, route: _Route, run_id: str, text: str, timestamp: int | None) -> Message | None:
-        """Store the reply exactly once (the store guarantees it per run), count it unread unless the user is
-        looking at the thread, and announce it."""
+        """Store the reply exactly once (the store guarantees it per run) and announce it; None when it was
+        stored before (or its thread is gone). The caller counts it unread."""
         now = self._clock.now_ms()
         reply = Message(
             id=f"run-{run_id}"[:256],
@@ -279,10 +283,8 @@ class ChatRelay:
             stored = await store.store_reply(reply, run_id=run_id, now=now)
         except NotFound:
             return None  # the thread was deleted while the agent answered: nothing to keep
-        if stored is None:
-            return None
-        await self._history.mark_unread(route.workspace, route.thread_id, stored.id)
-        self._announce_saved(route, stored)
+        if stored is not None:
+            self._announce_saved(route, stored)
         return stored
 
     async def _settle_placeholder(self, route: _Route, run_id: str, *, error: str | None) -> None:
@@ -358,6 +360,7 @@ class ChatRelay:
             if stored is not None:
                 log.info("recovered the reply of run %s in thread %s", run.run_id, run.thread_id)
                 self._stream_end(route, run.run_id, "complete")
+                await self._history.mark_unread(workspace, run.thread_id, stored.id)
             return
         if self._clock.now_ms() - run.started_at > INTERRUPTED_AFTER_MS:
             await self._interrupt(route, store, run)
