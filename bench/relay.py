@@ -171,7 +171,8 @@ async def run(threads: int, chunks: int, latency_runs: int) -> None:
                     print(
                         f"{threads} concurrent streams: {len(relayed_arrivals):,} of {expected:,} chat events "
                         f"reached the browser in {elapsed:.2f} s "
-                        f"({len(relayed_arrivals) / elapsed:,.0f} events/s through the connector; the direct client got them in {direct_elapsed:.2f} s, "
+                        f"({len(relayed_arrivals) / elapsed:,.0f} events/s through the connector; "
+                        f"the direct client got them in {direct_elapsed:.2f} s, "
                         f"{len(direct_arrivals) / direct_elapsed:,.0f} events/s)"
                     )
                     reader.cancel()
