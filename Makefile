@@ -12,6 +12,9 @@ PIP := $(VENV_PY) -m pip install --quiet --disable-pip-version-check
 PY ?= $(shell for p in python3.11 python3; do \
 	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && { echo $$p; break; }; done)
 ARGS ?=
+# The real OpenClaw gateway the integration tests run (tests/support/openclaw_install.py; keep the versions in step).
+OPENCLAW_VERSION := 2026.9.6
+OPENCLAW_STAMP := .cache/openclaw/.installed-$(OPENCLAW_VERSION)
 
 .PHONY: help run test lint typecheck pytest bench clean distclean
 .NOTPARALLEL:  # `test` runs its steps in order: lint, typecheck, pytest
@@ -31,7 +34,7 @@ lint: $(VENV)/.installed-dev ## ruff check and ruff format --check
 typecheck: $(VENV)/.installed-dev ## mypy --strict over src (config in pyproject.toml)
 	$(VENV)/bin/mypy
 
-pytest: $(VENV)/.installed-dev ## the test suite alone (pytest -q ARGS)
+pytest: $(VENV)/.installed-dev $(OPENCLAW_STAMP) ## the test suite alone (pytest -q ARGS)
 	$(VENV)/bin/pytest -q $(ARGS)
 
 bench: $(VENV)/.installed-dev ## run every bench/*.py
@@ -60,3 +63,8 @@ $(VENV)/.installed: pyproject.toml | $(VENV_PY)
 $(VENV)/.installed-dev: pyproject.toml | $(VENV_PY)
 	$(PIP) -e '.[dev]'
 	@touch $@ $(VENV)/.installed
+
+# Node 24 (PyPI wheel) and openclaw from npm into .cache/openclaw, once (about 650 MB); later runs return at once.
+$(OPENCLAW_STAMP): $(VENV)/.installed-dev
+	$(VENV_PY) -m tests.support.openclaw_install
+	@touch $@

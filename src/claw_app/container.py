@@ -15,6 +15,7 @@ from claw_adapters.gateway.identity import DEFAULT_FILE_NAME, DeviceIdentity
 from claw_adapters.gateway.transcripts import SessionTranscriptFiles
 from claw_adapters.storage.memory import InMemoryHistoryStores
 from claw_adapters.storage.sqlite import SqliteHistoryStores
+from claw_adapters.storage.uploads import FileUploadStore
 from claw_adapters.storage.workspace_file import InMemoryWorkspaceRegistry, JsonFileWorkspaceRegistry
 from claw_app.settings import Settings
 from claw_core import __version__
@@ -31,6 +32,7 @@ from claw_core.services.workspaces import WorkspaceService
 __all__ = ["Container", "build_container"]
 
 WORKSPACES_FILE = "workspaces.json"
+UPLOADS_DIR = "uploads"
 
 
 class Container(containers.DeclarativeContainer):
@@ -57,6 +59,12 @@ class Container(containers.DeclarativeContainer):
             path=providers.Callable(lambda data_dir: Path(data_dir) / WORKSPACES_FILE, config.data_dir),
         ),
         memory=providers.Singleton(InMemoryWorkspaceRegistry),
+    )
+
+    # Files, whatever the history backend: the agent opens attachments by their path on this machine.
+    uploads = providers.Singleton(
+        FileUploadStore,
+        root=providers.Callable(lambda data_dir: Path(data_dir) / UPLOADS_DIR, config.data_dir),
     )
 
     workspaces = providers.Singleton(WorkspaceService, registry=workspace_registry, stores=history_stores, clock=clock)
@@ -89,6 +97,7 @@ class Container(containers.DeclarativeContainer):
         gateway=gateway,
         clock=clock,
         clients=events,
+        uploads=uploads,
     )
     session_janitor = providers.Singleton(
         SessionJanitor,

@@ -38,6 +38,7 @@ class ConnectorService:
             history=container.history(),
             transfer=container.transfer(),
             sessions=container.session_janitor(),
+            uploads=container.uploads(),
             clock=container.clock(),
             started_monotonic=time.monotonic(),
         )

@@ -32,8 +32,10 @@ __all__ = [
     "MessagePage",
     "RenderedMessagePage",
     "RunRecord",
+    "StoredUpload",
     "ThreadPage",
     "TitleSuggester",
+    "UploadStore",
     "UpsertResult",
     "WorkspaceRegistry",
 ]
@@ -192,6 +194,46 @@ class HistoryStore(Protocol):
         """Point every thread's session key at `agent`; returns the keys that changed (old values)."""
 
     async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredUpload:
+    """A file a user attached to a thread, as it was saved."""
+
+    id: str
+    """Unguessable; the stored file is named `<id><ext>`, never after the user's file name."""
+    file_name: str | None
+    """The name the user gave the file (cleaned of directories and control characters): metadata only."""
+    mime_type: str
+    size: int
+    path: str
+    """Absolute path of the stored file: the agent runs on the same machine and opens it from there."""
+    url: str
+    """Where the connector serves it: `/api/uploads/<threadId>/<id><ext>`."""
+
+    def to_json(self) -> JsonObject:
+        """The entry of a user turn's `metadata.attachments` (the path stays on the machine)."""
+        return {
+            "id": self.id,
+            "fileName": self.file_name,
+            "mimeType": self.mime_type,
+            "size": self.size,
+            "url": self.url,
+        }
+
+
+class UploadStore(Protocol):
+    """The files users attach to a thread, kept per workspace and thread. None of it blocks the event loop."""
+
+    async def save(
+        self, workspace: str, thread_id: str, data: bytes, *, mime_type: str, file_name: str | None
+    ) -> StoredUpload:
+        """Store `data` under a new unguessable id, whole or not at all. The extension comes from the MIME type
+        (else from the user's file name, else `.bin`). Raise Invalid for a workspace name or thread id that is
+        not valid, Forbidden when the thread's folder would resolve outside the store."""
+
+    async def remove_thread(self, workspace: str, thread_id: str) -> None:
+        """Delete every upload of the thread (nothing to do when it has none); same errors as `save`."""
 
 
 class HistoryStores(Protocol):

@@ -448,3 +448,14 @@ async def test_deleting_threads_and_workspaces_hands_their_sessions_to_cleanup(a
     assert [r.key for r in api.cleanup.forgotten[1:]] == ["agent:main:work:chat:a", "agent:main:work:chat:b"]
     await api.call("DELETE", "/api/workspaces/work")
     assert sorted(r.key for r in api.cleanup.forgotten[3:]) == ["agent:other:work:chat:a", "agent:other:work:chat:b"]
+
+
+async def test_deleting_a_thread_or_its_workspace_removes_its_uploads(api: Harness) -> None:
+    await api.call("POST", "/api/workspaces", {"name": "work"})
+    for workspace, thread_id in (("default", "t1"), ("work", "w1")):
+        await api.call("POST", "/api/threads", {"id": thread_id}, workspace=workspace)
+        await api.uploads.save(workspace, thread_id, b"data", mime_type="text/plain", file_name="a.txt")
+    await api.call("DELETE", "/api/threads/t1")
+    assert api.uploads.count("default", "t1") == 0
+    await api.call("DELETE", "/api/workspaces/work")
+    assert api.uploads.count("work", "w1") == 0

@@ -7,11 +7,11 @@ free port of 127.0.0.1:
   or one JSON completion;
 - `GET /v1/models`.
 
-By default every completion echoes the last user message (`"echo: <text>"`). A test changes that with
-`set_script(...)` (the default from now on) or `push_script(...)` (the next completions, first in first out):
-the reply text, the number of chunks, a delay between chunks, a hang (headers and the first chunks sent, then
-nothing until `release()` or `stop()`), or an HTTP error. Every request is recorded (`requests`, `chat_requests()`,
-`wait_for_chat_requests(n)`).
+By default every completion echoes what the user typed in the latest turn (`"echo: <text>"`, see
+`prompt_text`). A test changes that with `set_script(...)` (the default from now on) or `push_script(...)` (the
+next completions, first in first out): the reply text, the number of chunks, a delay between chunks, a hang
+(headers and the first chunks sent, then nothing until `release()` or `stop()`), or an HTTP error. Every request
+is recorded (`requests`, `chat_requests()`, `wait_for_chat_requests(n)`).
 
 It also serves as the gateway's egress trap: `egress_proxy_url` is a forward-proxy address on loopback that records
 and refuses every request (`egress_attempts`); the gateway harness points OpenClaw's managed proxy at it, so any
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import threading
 import time
@@ -32,9 +33,12 @@ from typing import Any
 
 from aiohttp import web
 
-__all__ = ["ChatRequest", "FakeModel", "ModelScript", "RecordedRequest", "echo_reply", "last_user_text"]
+__all__ = ["ChatRequest", "FakeModel", "ModelScript", "RecordedRequest", "echo_reply", "last_user_text", "prompt_text"]
 
 MODEL_ID = "fake-1"
+INTERNAL_CONTEXT_MARK = "<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT>>>"
+RUNTIME_SUFFIX_MARK = "\n\nRuntime: "
+_TIMESTAMP_PREFIX = re.compile(r"^\[[^\]\n]{1,64}\] ")
 STOP_TIMEOUT_S = 10.0
 
 
@@ -81,6 +85,10 @@ class ChatRequest:
     def last_user_text(self) -> str:
         return last_user_text(self.messages)
 
+    @property
+    def prompt_text(self) -> str:
+        return prompt_text(self.messages)
+
 
 ReplyFn = Callable[[ChatRequest], str]
 
@@ -115,13 +123,28 @@ class ModelScript:
 
 
 def echo_reply(request: ChatRequest) -> str:
-    return f"echo: {request.last_user_text}"
+    return f"echo: {request.prompt_text}"
 
 
 def last_user_text(messages: list[dict[str, Any]]) -> str:
+    """The raw text of the last user message (for OpenClaw: often its internal-context block, see `prompt_text`)."""
     for message in reversed(messages):
         if message.get("role") == "user":
             return _content_text(message.get("content"))
+    return ""
+
+
+def prompt_text(messages: list[dict[str, Any]]) -> str:
+    """What the user typed in the latest turn, as OpenClaw 2026.9.6 sends it: the last user message that is not an
+    internal-context block, without the `[Wed 2026-11-25 11:03 UTC] ` prefix and the `\\n\\nRuntime: ...` suffix."""
+    for message in reversed(messages):
+        if message.get("role") != "user":
+            continue
+        text = _content_text(message.get("content"))
+        if text.lstrip().startswith(INTERNAL_CONTEXT_MARK):
+            continue
+        text = _TIMESTAMP_PREFIX.sub("", text, count=1)
+        return text.split(RUNTIME_SUFFIX_MARK, 1)[0]
     return ""
 
 
@@ -276,9 +299,10 @@ class FakeModel:
             loop.call_soon_threadsafe(fire)
 
     def reset(self) -> None:
-        """Back to the echo default: queued scripts, recorded requests and egress attempts are dropped."""
+        """Back to the echo default; queued scripts and recorded requests are dropped, hanging responses end.
+        Egress attempts are kept: they are a guard over the whole session."""
         with self._lock:
-            self._state = _State()
+            self._state = _State(egress=self._state.egress)
         self.release()
 
     # records

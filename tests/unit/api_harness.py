@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from claw_adapters.storage.memory import InMemoryHistoryStores
+from claw_adapters.storage.uploads import InMemoryUploadStore
 from claw_adapters.storage.workspace_file import InMemoryWorkspaceRegistry
 from claw_core.api.contract import ApiRequest, Router
 from claw_core.api.history_routes import HistoryApi, history_routes
@@ -67,6 +68,7 @@ class Harness:
     events: RecordingSink
     stores: HistoryStores
     cleanup: RecordingCleanup
+    uploads: InMemoryUploadStore
 
     async def call(
         self,
@@ -95,5 +97,6 @@ async def build_harness(stores: HistoryStores | None = None) -> Harness:
     await workspaces.start()
     history = HistoryService(stores, clock, events, FirstMessageTitles(), ActiveThreads())
     cleanup = RecordingCleanup()
-    api = HistoryApi(workspaces, history, TransferService(stores), cleanup, clock, time.monotonic())
-    return Harness(build_router(history_routes(api)), workspaces, history, events, stores, cleanup)
+    uploads = InMemoryUploadStore()
+    api = HistoryApi(workspaces, history, TransferService(stores), cleanup, uploads, clock, time.monotonic())
+    return Harness(build_router(history_routes(api)), workspaces, history, events, stores, cleanup, uploads)

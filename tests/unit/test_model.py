@@ -83,3 +83,8 @@ def test_numbers_and_booleans_are_not_confused() -> None:
     assert optional_bool({"pinned": 1}, "pinned") is True
     with pytest.raises(Invalid):
         optional_bool({"pinned": "yes"}, "pinned")
+
+
+def test_titles_skip_the_attachment_lines_the_relay_appends() -> None:
+    assert title_from_text("[attachment: /home/u/x.png (image/png, 3 bytes)]\nwhat is this?") == "what is this?"
+    assert title_from_text("[attachment: /home/u/x.png (image/png, 3 bytes)]") == ""

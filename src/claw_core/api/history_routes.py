@@ -24,8 +24,8 @@ from claw_core.api.schemas import (
     REORDER_BODY,
 )
 from claw_core.errors import Invalid
-from claw_core.model import MessageCursor, Workspace, metadata_from_json
-from claw_core.ports import Clock
+from claw_core.model import MessageCursor, SessionKey, Workspace, metadata_from_json
+from claw_core.ports import Clock, UploadStore
 from claw_core.services.history import HistoryService, ThreadChanges
 from claw_core.services.sessions import SessionCleanup, SessionRef
 from claw_core.services.transfer import TransferService, message_from_json, parse_export_threads
@@ -50,6 +50,7 @@ class HistoryApi:
     history: HistoryService
     transfer: TransferService
     sessions: SessionCleanup
+    uploads: UploadStore
     clock: Clock
     started_monotonic: float
 
@@ -106,6 +107,10 @@ def history_routes(api: HistoryApi) -> list[Route]:  # noqa: PLR0915 - one table
         sessions = await history.session_refs(doomed) if len(workspaces.state.workspaces) > 1 else []
         await workspaces.delete(doomed.name)
         api.sessions.forget(sessions)
+        for ref in sessions:
+            key = SessionKey.parse(ref.key)
+            if key is not None:
+                await api.uploads.remove_thread(doomed.name, key.thread_id)
         return ok({"ok": True})
 
     async def reorder_workspaces(request: ApiRequest) -> ApiResponse:
@@ -153,8 +158,10 @@ def history_routes(api: HistoryApi) -> list[Route]:  # noqa: PLR0915 - one table
         return ok({"thread": thread.to_json()})
 
     async def delete_thread(request: ApiRequest) -> ApiResponse:
-        thread = await history.delete_thread(target(request), request.path_params["id"])
+        workspace = target(request)
+        thread = await history.delete_thread(workspace, request.path_params["id"])
         api.sessions.forget([SessionRef(thread.session_key, thread.last_session_id)])
+        await api.uploads.remove_thread(workspace.name, thread.id)
         return ok({"ok": True})
 
     async def unread_threads(request: ApiRequest) -> ApiResponse:

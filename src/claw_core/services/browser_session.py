@@ -19,7 +19,7 @@ from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from claw_core.errors import ClawError, UpstreamError
+from claw_core.errors import ClawError, Invalid, TooLarge, UpstreamError
 from claw_core.gateway import Gateway
 from claw_core.model import JsonObject
 from claw_core.ports import Clock
@@ -209,13 +209,15 @@ class BrowserSession:
     async def _forward(self, request_id: str, method: str, params: JsonObject, send: Send) -> None:
         try:
             if method == "chat.send":
-                await self._relay.user_turn(params)
+                params = await self._relay.user_turn(params)
             payload = await self._gateway.request(method, params)
             if method == "chat.send":
                 await self._relay.run_started(params, payload)
             answer = _ok(request_id, payload)
         except UpstreamError as error:
             answer = _error(request_id, error.code, error.message, retryable=error.retryable, details=error.details)
+        except (Invalid, TooLarge) as error:  # e.g. malformed attachments: refused before anything is forwarded
+            answer = _error(request_id, "INVALID_REQUEST", error.message)
         except ClawError as error:
             answer = _error(request_id, "UNAVAILABLE", error.message, retryable=True)
         await send(_encode(answer))

@@ -18,10 +18,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from claw_core.errors import ClawError, NotFound
+from claw_core.errors import ClawError, Invalid, NotFound, Unavailable
 from claw_core.gateway import Gateway, GatewayEvent, GatewayStatus
 from claw_core.model import JsonObject, Message, Role, SessionKey, Workspace
-from claw_core.ports import Clock, EventSink, HistoryStore, HistoryStores, RunRecord
+from claw_core.ports import Clock, EventSink, HistoryStore, HistoryStores, RunRecord, StoredUpload, UploadStore
+from claw_core.services.attachments import Attachment, attachment_line, parse_attachments
 from claw_core.services.history import TWIN_WINDOW_MS, HistoryService
 from claw_core.services.workspaces import WorkspaceService
 
@@ -79,8 +80,10 @@ class ChatRelay:
         gateway: Gateway,
         clock: Clock,
         clients: EventSink,
+        uploads: UploadStore,
     ) -> None:
         self._workspaces = workspaces
+        self._uploads = uploads
         self._stores = stores
         self._history = history
         self._gateway = gateway
@@ -137,38 +140,91 @@ class ChatRelay:
 
     # the user's side: chat.send
 
-    async def user_turn(self, params: JsonObject) -> None:
-        """Store the user turn of a relayed `chat.send` before it goes upstream. A turn the web app has posted
-        itself (same text, close in time) is not stored twice; see HistoryService.post_message for the other
-        order."""
+    async def user_turn(self, params: JsonObject) -> JsonObject:
+        """Store the user turn of a relayed `chat.send` before it goes upstream, and answer the params to send.
+
+        A turn the web app has posted itself (same text, close in time) is not stored twice; see
+        HistoryService.post_message for the other order. Inline attachments of a turn in one of our threads are
+        saved to the thread's uploads and the message gains one line per file with its absolute path (the agent
+        runs on this machine); the stored turn lists them in `metadata.attachments`, and the attachments stay in
+        the params for the gateway. Malformed attachments raise Invalid or TooLarge: nothing is saved or stored,
+        and the caller must not forward. Sessions that are not ours are forwarded as they are."""
         route = self.route(params.get("sessionKey"))
+        if route is None:
+            return params
+        attachments = parse_attachments(params)
         text = params.get("message")
-        if route is None or not isinstance(text, str) or not text.strip():
-            return
+        if attachments and text is None:
+            text = ""
+        if not isinstance(text, str):
+            if attachments:
+                raise Invalid("message must be a string")
+            return params
         key = params.get("idempotencyKey")
         turn_key = key if isinstance(key, str) and key else str(uuid.uuid4())
-        now = self._clock.now_ms()
+        turn_id = f"turn-{turn_key}"[:256]
         store = await self._store(route)
+        typed = text
+        uploads: list[StoredUpload] = []
+        if attachments:
+            try:
+                if await store.get_thread(route.thread_id) is None:
+                    return params  # not a thread of ours (any more): relayed, never stored
+                earlier = await store.get_message(turn_id)
+            except NotFound:
+                return params
+            if earlier is not None and earlier.thread_id == route.thread_id:
+                # A resend of the same turn (same idempotency key): the files are saved already.
+                return {**params, "message": earlier.content}
+            uploads = await self._save_uploads(route, attachments)
+            text += "".join(attachment_line(upload) for upload in uploads)
+            params = {**params, "message": text}
+        if not text.strip():
+            return params
+        now = self._clock.now_ms()
         try:
             nearby = await store.messages_near(route.thread_id, Role.USER, now, TWIN_WINDOW_MS)
         except NotFound:
-            return
-        if any(m.content == text for m in nearby):
-            return
+            return params
+        twins = {text, typed} if typed.strip() else {text}  # the app posts what the user typed
+        if any(m.content in twins for m in nearby):
+            return params
+        metadata: JsonObject = {"source": "relay", "idempotencyKey": turn_key}
+        if uploads:
+            metadata["attachments"] = [upload.to_json() for upload in uploads]
         turn = Message(
-            id=f"turn-{turn_key}"[:256],
+            id=turn_id,
             thread_id=route.thread_id,
             role=Role.USER,
             content=text,
             timestamp=now,
-            metadata={"source": "relay", "idempotencyKey": turn_key},
+            metadata=metadata,
         )
         try:
             stored, created = await self._history.post_message(route.workspace, turn)
         except NotFound:
-            return
+            return params
         if created:
             self._announce_saved(route, stored)
+        return params
+
+    async def _save_uploads(self, route: _Route, attachments: list[Attachment]) -> list[StoredUpload]:
+        saved: list[StoredUpload] = []
+        for attachment in attachments:
+            try:
+                saved.append(
+                    await self._uploads.save(
+                        route.workspace.name,
+                        route.thread_id,
+                        attachment.data,
+                        mime_type=attachment.mime_type,
+                        file_name=attachment.file_name,
+                    )
+                )
+            except OSError as error:
+                log.error("could not save an attachment of thread %s: %s", route.thread_id, error)
+                raise Unavailable("could not save the attachment") from None
+        return saved
 
     async def run_started(self, params: JsonObject, response: JsonObject) -> None:
         """Remember the run `chat.send` started, until its reply is stored."""

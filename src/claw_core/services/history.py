@@ -32,6 +32,7 @@ from claw_core.ports import (
     ThreadPage,
     TitleSuggester,
 )
+from claw_core.services.attachments import without_attachment_lines
 from claw_core.services.sessions import SessionRef
 from claw_core.services.titles import title_from_text
 
@@ -248,7 +249,8 @@ class HistoryService:
         stored that turn first, the posted copy (with the app's own id) wins and the relayed one goes."""
         nearby = await store.messages_near(posted.thread_id, Role.USER, posted.timestamp, TWIN_WINDOW_MS)
         for twin in nearby:
-            if twin.id != posted.id and is_relayed(twin) and twin.content == posted.content:
+            typed = without_attachment_lines(twin.content)
+            if twin.id != posted.id and is_relayed(twin) and posted.content in (twin.content, typed):
                 await store.delete_message(twin.thread_id, twin.id)
 
     async def delete_message(self, workspace: Workspace, thread_id: str, message_id: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from claw_core.model import Message, Role, Thread
+from claw_core.services.attachments import without_attachment_lines
 
 __all__ = ["TITLE_LENGTH", "FirstMessageTitles", "title_from_text"]
 
@@ -16,8 +17,10 @@ TITLE_LENGTH = 40
 
 
 def title_from_text(text: str) -> str:
-    """The first non-empty line, cut to 40 characters with "..." when it was longer; "" for blank text."""
-    line = next((candidate.strip() for candidate in text.splitlines() if candidate.strip()), "")
+    """The first non-empty line the user typed (attachment lines skipped), cut to 40 characters with "..." when
+    it was longer; "" for blank text."""
+    typed = without_attachment_lines(text)
+    line = next((candidate.strip() for candidate in typed.splitlines() if candidate.strip()), "")
     if len(line) <= TITLE_LENGTH:
         return line
     return line[:TITLE_LENGTH].rstrip() + "..."
