@@ -444,7 +444,8 @@ class GatewayProcess:
         children: dict[int, list[int]] = {}
         for pid, (ppid, _, _) in table.items():
             children.setdefault(ppid, []).append(pid)
-        frontier = [pid for pid, (_, group, _) in table.items() if pid == root or group == root]
+        running = self._process.poll() is None  # once reaped, its pid may belong to someone else
+        frontier = [pid for pid, (_, group, _) in table.items() if (running and pid == root) or group == root]
         tree: dict[int, int] = {}
         while frontier:
             pid = frontier.pop()

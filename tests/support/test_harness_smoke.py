@@ -368,6 +368,8 @@ async def test_crash_mid_stream_then_restart_recovers_the_turn(fake_model: FakeM
             log.info("in-process restart in %.1f s", time.monotonic() - started)
 
         # SIGTERM: no shutdown event, the socket just drops.
+        spawned = gateway.process_ids()  # the gateway, its spawn broker (own process group), a sqlite worker
+        assert len(spawned) >= 3
         async with RawGatewayClient(gateway.url, gateway.token) as client:
             assert gateway.stop() == 143
             closed = await client.wait_closed(10)
@@ -378,6 +380,7 @@ async def test_crash_mid_stream_then_restart_recovers_the_turn(fake_model: FakeM
             )
             assert closed == (1006, "")
         assert gateway.process_ids() == []
+        assert [pid for pid in spawned if Path(f"/proc/{pid}").exists()] == []
     except BaseException:
         log.error("fault gateway log:\n%s", gateway.log_tail(80))
         raise
