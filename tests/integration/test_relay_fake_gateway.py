@@ -247,3 +247,41 @@ async def test_agents_come_from_the_gateway_and_a_missing_gateway_is_a_clean_503
         await wait_for(lambda: not service.container.gateway().connected, what="disconnection")
         status, body = await call(port, "GET", "/api/agents")
         assert status == 503 and "error" in body
+
+
+async def test_a_turn_resumed_under_a_new_run_id_after_a_gateway_restart_is_stored_once(tmp_path: Path) -> None:
+    """OpenClaw 2026.9.6 resumes an interrupted turn after a restart under a NEW runId: reconciliation and the live
+    final of that run must converge on one stored reply."""
+    async with (
+        FakeGateway(chunks=3, hang_after_chunks=1) as gateway,
+        connector(tmp_path, gateway.url, FAKE_TOKEN) as service,
+    ):
+        port = service.port
+        link = service.container.gateway()
+        await wait_for(lambda: link.connected, what="gateway connection")
+        await call(port, "POST", "/api/threads", {"id": "t1"})
+        async with browser(port) as client:
+            await client.request("chat.send", {"sessionKey": KEY, "message": "resume me", "idempotencyKey": "k7"})
+            await wait_for(lambda: client.chat("delta"), what="a first delta")
+            resumed = {
+                "role": "assistant",
+                "content": [{"type": "text", "text": "resumed answer"}],
+                "timestamp": int(time.time() * 1000),
+                "__openclaw": {"id": "x", "seq": 9, "runId": "resumed-run"},
+            }
+            gateway.sessions[KEY].messages.append(resumed)
+            await gateway.kill_connections()
+            await wait_for(lambda: link.connected, what="reconnection")
+            await wait_for(lambda: client.clawchats("message-saved")[1:], what="the reply found by reconciliation")
+            final = {
+                "runId": "resumed-run",
+                "sessionKey": KEY,
+                "seq": 5,
+                "state": "final",
+                "message": {"role": "assistant", "content": [{"type": "text", "text": "resumed answer"}]},
+            }
+            await gateway.emit("chat", final)
+            await wait_for(lambda: client.chat("final", "resumed-run"), what="the live final")
+        stored = await messages(port)
+        assert [(m["role"], m["content"]) for m in stored] == [("user", "resume me"), ("assistant", "resumed answer")]
+        assert await (await service.container.history_stores().open("default")).open_runs() == []

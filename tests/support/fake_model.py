@@ -33,7 +33,16 @@ from typing import Any
 
 from aiohttp import web
 
-__all__ = ["ChatRequest", "FakeModel", "ModelScript", "RecordedRequest", "echo_reply", "last_user_text", "prompt_text"]
+__all__ = [
+    "ChatRequest",
+    "FakeModel",
+    "ModelScript",
+    "RecordedRequest",
+    "echo_reply",
+    "last_user_text",
+    "prompt_text",
+    "split_text",
+]
 
 MODEL_ID = "fake-1"
 INTERNAL_CONTEXT_MARK = "<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT>>>"
@@ -331,6 +340,10 @@ class FakeModel:
                     raise TimeoutError(f"{self._state.completions} of {count} completion requests in {timeout} s")
                 self._changed.wait(remaining)
         return self.chat_requests()
+
+    async def wait_for_chat_requests_async(self, count: int, timeout_s: float = 30.0) -> list[ChatRequest]:
+        """`wait_for_chat_requests` for async tests (waits in a worker thread, not on the event loop)."""
+        return await asyncio.to_thread(self.wait_for_chat_requests, count, timeout_s)
 
     # handlers
 

@@ -3,7 +3,7 @@
     with FakeModel() as model, GatewayProcess.for_model(model, tmp_path) as gateway:
         ...  # gateway.url, gateway.token; the gateway's agent answers through `model`
 
-Startup takes about 9 s and the process about 1 GB of memory, so tests share ONE gateway per session
+Startup takes 10-14 s and the processes about 1 GB of memory, so tests share ONE gateway per session
 (`session_gateway`, wrapped by the `openclaw_gateway` fixture) and start their own only to break it (kill, restart).
 
 Isolation and the network: HOME, OPENCLAW_STATE_DIR, OPENCLAW_CONFIG_PATH and TMPDIR point into the temp dir;
@@ -11,8 +11,9 @@ channels, Bonjour/mDNS, update checks, telemetry and the hosted model catalog ar
 forward proxy points at the fake model's egress trap, so any HTTP/WebSocket request of the gateway to a
 non-loopback host ends on 127.0.0.1 with a 403 and is recorded in `FakeModel.egress_attempts`.
 
-Every process is started in its own process group and stopped by that id (SIGTERM, then SIGKILL after a timeout);
-an atexit hook kills whatever a crashed test session left running.
+The gateway is stopped by pid (SIGTERM, then SIGKILL after a timeout), and so is every process it started: the harness
+records its process tree (pid and start time, from /proc) and kills what is left. An atexit hook kills whatever a
+failed test session left running.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ CONNECT_SCOPES = ("operator.read", "operator.write", "operator.admin")
 STARTUP_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 20.0
 KILL_WAIT_S = 10.0
-REAP_GRACE_S = 3.0
+REAP_GRACE_S = 0.5
 # Environment of the gateway: the documented embedding preset plus everything that would reach the internet off.
 GATEWAY_ENV = {
     "OPENCLAW_DISABLE_BONJOUR": "1",
@@ -83,6 +84,10 @@ _running: weakref.WeakSet[GatewayProcess] = weakref.WeakSet()
 
 class GatewayError(RuntimeError):
     """The gateway did not start, or did not stop, as expected; the message carries the tail of its log."""
+
+
+class _NotReady(Exception):
+    """The gateway answered, but is still starting (`UNAVAILABLE`, retryable)."""
 
 
 def free_port() -> int:
@@ -406,7 +411,7 @@ class GatewayProcess:
                 raise GatewayError(f"openclaw gateway exited with {code} during startup:\n{self.log_tail()}")
             try:
                 return self._handshake(min(5.0, max(0.5, deadline - time.monotonic())))
-            except (OSError, TimeoutError, WebSocketException, GatewayError) as error:
+            except (OSError, TimeoutError, WebSocketException, _NotReady) as error:
                 last_error = f"{type(error).__name__}: {error}"
             time.sleep(0.2)
         raise GatewayError(
@@ -418,7 +423,7 @@ class GatewayProcess:
         with ws_connect(self.url, open_timeout=timeout_s, close_timeout=1, max_size=None) as socket_:
             challenge = json.loads(socket_.recv(timeout_s))
             if challenge.get("event") != "connect.challenge":
-                raise GatewayError(f"expected connect.challenge, got {challenge}")
+                raise _NotReady(f"expected connect.challenge, got {challenge}")
             request_id = str(uuid.uuid4())
             socket_.send(
                 json.dumps({"type": "req", "id": request_id, "method": "connect", "params": connect_params(self.token)})
@@ -428,7 +433,10 @@ class GatewayProcess:
                 frame = json.loads(socket_.recv(max(0.1, end - time.monotonic())))
                 if frame.get("type") == "res" and frame.get("id") == request_id:
                     if not frame.get("ok"):
-                        raise GatewayError(f"connect refused: {frame.get('error')}")
+                        error = frame.get("error") or {}
+                        if error.get("retryable") or error.get("code") == "UNAVAILABLE":
+                            raise _NotReady(str(error))
+                        raise GatewayError(f"connect refused: {error}\n{self.log_tail()}")
                     payload = frame.get("payload")
                     if not isinstance(payload, dict):
                         raise GatewayError(f"connect answered without payload: {frame}")

@@ -58,6 +58,10 @@ def _text(message: dict[str, Any]) -> str:
     return "".join(part.get("text", "") for part in content or [] if part.get("type") == "text")
 
 
+def _still_running(pids: list[int]) -> list[int]:
+    return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+
+
 def _key() -> str:
     return f"idem-{uuid.uuid4()}"
 
@@ -207,7 +211,7 @@ async def test_chat_turn_history_list_and_delete(openclaw_gateway: GatewayProces
         seen = await observer.wait_event(chat_event(session, "final", run_id=key), 10)
         assert _text(seen["payload"]["message"]) == "echo: hello harness"
 
-        sent = model.chat_requests()[-1]
+        sent = (await model.wait_for_chat_requests_async(1, timeout_s=5))[-1]
         assert sent.stream
         assert sent.model == "fake-1"
         assert sent.prompt_text == "hello harness"
@@ -367,20 +371,16 @@ async def test_crash_mid_stream_then_restart_recovers_the_turn(fake_model: FakeM
             assert gateway.hello["server"]["bootId"] != old_boot
             log.info("in-process restart in %.1f s", time.monotonic() - started)
 
-        # SIGTERM: no shutdown event, the socket just drops.
+        # SIGTERM: the socket drops without a close frame; a `shutdown` event may or may not come first (a race).
         spawned = gateway.process_ids()  # the gateway, its spawn broker (own process group), a sqlite worker
         assert len(spawned) >= 3
         async with RawGatewayClient(gateway.url, gateway.token) as client:
             assert gateway.stop() == 143
-            closed = await client.wait_closed(10)
-            log.info(
-                "SIGTERM: close %s, events %s",
-                closed,
-                [e for e in client.drain_events() if e["event"] in ("shutdown", "tick")],
-            )
-            assert closed == (1006, "")
+            assert await client.wait_closed(10) == (1006, "")
+            shutdowns = [e["payload"] for e in client.drain_events() if e["event"] == "shutdown"]
+            assert shutdowns in ([], [{"reason": "gateway stopping"}])
         assert gateway.process_ids() == []
-        assert [pid for pid in spawned if Path(f"/proc/{pid}").exists()] == []
+        assert _still_running(spawned) == []
     except BaseException:
         log.error("fault gateway log:\n%s", gateway.log_tail(80))
         raise

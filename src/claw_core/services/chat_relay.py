@@ -412,7 +412,13 @@ class ChatRelay:
                 await self._drop_placeholder(route, run.run_id)
                 return
             timestamp = reply.get("timestamp")
-            stored = await self._save_reply(route, run.run_id, text, timestamp if isinstance(timestamp, int) else None)
+            # A turn interrupted by a gateway restart is resumed under a new runId: store it under that one, the
+            # id the live final carries too, so whichever comes first stores it and the other finds it stored.
+            reply_run = _meta(reply).get("runId")
+            run_id = reply_run if isinstance(reply_run, str) and reply_run else run.run_id
+            stored = await self._save_reply(route, run_id, text, timestamp if isinstance(timestamp, int) else None)
+            if run_id != run.run_id:
+                await store.finish_run(run.run_id)
             if stored is not None:
                 log.info("recovered the reply of run %s in thread %s", run.run_id, run.thread_id)
                 self._stream_end(route, run.run_id, "complete")
