@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from claw_core.errors import ClawError, Invalid, NotFound, Unavailable
@@ -355,15 +355,7 @@ class ChatRelay:
                 if error is not None:
                     metadata["error"] = error
                     status = "error"
-                settled = Message(
-                    id=pending.id,
-                    thread_id=pending.thread_id,
-                    role=pending.role,
-                    content=pending.content,
-                    timestamp=pending.timestamp,
-                    status=status,
-                    metadata=metadata,
-                )
+                settled = replace(pending, status=status, metadata=metadata)
                 await store.upsert_message(settled, now=self._clock.now_ms())
             if run_id:
                 await store.finish_run(run_id)

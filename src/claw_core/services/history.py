@@ -213,8 +213,7 @@ class HistoryService:
         before: MessageCursor | None = None,
         after: MessageCursor | None = None,
     ) -> MessagePage:
-        if before is not None and after is not None:
-            raise Invalid("use either before or after, not both")
+        """A page of the thread (the store refuses both cursors at once, and a missing thread)."""
         store = await self.store(workspace)
         return await store.page_messages(thread_id, limit=limit, before=before, after=after)
 
@@ -228,8 +227,6 @@ class HistoryService:
         after: MessageCursor | None = None,
     ) -> RenderedMessagePage:
         """The same page as `messages`, already rendered as JSON: what the thread-open route serves."""
-        if before is not None and after is not None:
-            raise Invalid("use either before or after, not both")
         store = await self.store(workspace)
         return await store.render_messages(thread_id, limit=limit, before=before, after=after)
 
