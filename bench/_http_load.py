@@ -41,8 +41,10 @@ async def _load(url: str, mode: str, threads: int, clients: int, seconds: float)
                 request = f"GET {path} HTTP/1.1\r\n{_HEADERS}\r\n".encode()
             else:
                 sent += 1
+                # A real client's clock: the time a message is sent, in milliseconds.
+                stamp = int(time.time() * 1000)
                 body = json.dumps(
-                    {"id": f"load-{number}-{sent}", "role": "user", "content": "hello there", "timestamp": sent}
+                    {"id": f"load-{number}-{sent}", "role": "user", "content": "hello there", "timestamp": stamp}
                 ).encode()
                 head = f"POST {path} HTTP/1.1\r\n{_HEADERS}Content-Type: application/json\r\n"
                 request = f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
