@@ -61,7 +61,9 @@ def build_threads(first: int, count: int, per_thread: int, rng: random.Random) -
     for index in range(first, first + count):
         thread_id = f"t{index:06d}"
         base = 1_700_000_000_000 + index * 1_000_000
-        thread = Thread(thread_id, SessionKey("main", "bench", thread_id).format(), created_at=base, updated_at=base)
+        # Titled, as every thread with messages is by its first user message.
+        key = SessionKey("main", "bench", thread_id).format()
+        thread = Thread(thread_id, key, title=f"Thread {index}", created_at=base, updated_at=base)
         messages = tuple(
             Message(
                 f"{thread_id}-{n:04d}", thread_id, Role.USER if n % 2 == 0 else Role.ASSISTANT, sentence(rng), base + n
