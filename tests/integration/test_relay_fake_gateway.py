@@ -285,3 +285,23 @@ async def test_a_turn_resumed_under_a_new_run_id_after_a_gateway_restart_is_stor
         stored = await messages(port)
         assert [(m["role"], m["content"]) for m in stored] == [("user", "resume me"), ("assistant", "resumed answer")]
         assert await (await service.container.history_stores().open("default")).open_runs() == []
+
+
+async def test_a_failed_run_reported_twice_ends_once(tmp_path: Path) -> None:
+    """The real gateway sends a failed run's `error` event twice: one settlement, one streaming-end."""
+    async with FakeGateway() as gateway, connector(tmp_path, gateway.url, FAKE_TOKEN) as service:
+        port = service.port
+        await wait_for(lambda: service.container.gateway().connected, what="gateway connection")
+        await call(port, "POST", "/api/threads", {"id": "t1"})
+        placeholder = {"id": "p1", "role": "assistant", "content": "", "timestamp": 5, "metadata": {"pending": True}}
+        await call(port, "POST", "/api/threads/t1/messages", placeholder)
+        async with browser(port) as client:
+            failure = {"runId": "r-fail", "sessionKey": KEY, "seq": 4, "state": "error", "errorMessage": "model down"}
+            await gateway.emit("chat", failure)
+            await gateway.emit("chat", {**failure, "seq": 5})
+            await wait_for(lambda: client.clawchats("streaming-end"), what="streaming-end")
+            await client.request("health", {})  # a round trip: anything still queued has arrived
+            assert len(client.clawchats("streaming-end")) == 1
+            assert client.clawchats("streaming-end")[0]["reason"] == "error"
+        [settled] = await messages(port)
+        assert settled["status"] == "error" and settled["metadata"] == {"runId": "r-fail", "error": "model down"}

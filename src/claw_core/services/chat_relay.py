@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -40,6 +41,8 @@ INTERRUPTED_AFTER_MS = 15 * 60_000
 """A run whose reply the gateway still does not have after this long is given up as interrupted."""
 
 INTERRUPTED_TEXT = "[Response interrupted]"
+
+ENDED_RUNS_KEPT = 1000
 
 
 def message_text(message: object) -> str:
@@ -90,8 +93,8 @@ class ChatRelay:
         self._clock = clock
         self._clients = clients
         self._pump: asyncio.Task[None] | None = None
-        self._withheld: dict[str, bool] = {}
-        """Runs whose deltas are being held back because the text so far could still be a silent reply."""
+        self._ended: OrderedDict[str, None] = OrderedDict()
+        """Runs whose terminal event was handled (the gateway may send a failed run's `error` twice)."""
 
     # lifecycle
 
@@ -262,6 +265,8 @@ class ChatRelay:
         run_id = raw_run_id if isinstance(raw_run_id, str) else ""
         if state == "delta":
             self._on_delta(route, run_id, payload, frame)
+        elif state in ("final", "aborted", "error") and self._already_ended(run_id):
+            return
         elif state == "final":
             await self._on_final(route, run_id, payload, frame)
         elif state in ("aborted", "error"):
@@ -269,12 +274,21 @@ class ChatRelay:
         else:
             self._clients.publish(frame)
 
+    def _already_ended(self, run_id: str) -> bool:
+        """True for a second terminal event of the same run; remembers the last ENDED_RUNS_KEPT runs."""
+        if not run_id:
+            return False
+        if run_id in self._ended:
+            return True
+        self._ended[run_id] = None
+        if len(self._ended) > ENDED_RUNS_KEPT:
+            self._ended.popitem(last=False)
+        return False
+
     def _on_delta(self, route: _Route | None, run_id: str, payload: JsonObject, frame: JsonObject) -> None:
         text = message_text(payload.get("message"))
         if _could_become_silent(text):
-            self._withheld[run_id] = True
-            return
-        self._withheld.pop(run_id, None)
+            return  # held back: the text so far could still become a silent reply
         self._clients.publish(frame)
         if route is not None:
             self._clients.publish(
@@ -288,7 +302,6 @@ class ChatRelay:
             )
 
     async def _on_final(self, route: _Route | None, run_id: str, payload: JsonObject, frame: JsonObject) -> None:
-        self._withheld.pop(run_id, None)
         message = payload.get("message")
         text = message_text(message)
         if text.strip() in SILENT_REPLIES:
@@ -310,7 +323,6 @@ class ChatRelay:
     async def _on_end(
         self, route: _Route | None, run_id: str, payload: JsonObject, frame: JsonObject, state: str
     ) -> None:
-        self._withheld.pop(run_id, None)
         self._clients.publish(frame)
         if route is None:
             return
