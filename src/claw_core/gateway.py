@@ -45,6 +45,10 @@ class Gateway(Protocol):
     @property
     def connected(self) -> bool: ...
 
+    @property
+    def hello(self) -> JsonObject | None:
+        """The current connection's hello-ok payload (protocol, features, snapshot, policy); None while down."""
+
     async def request(self, method: str, params: JsonObject, *, timeout_s: float | None = None) -> JsonObject:
         """Send a request and return the response payload (`timeout_s` None: the adapter's own timeout).
         Raise claw_core.errors.Unavailable when not connected or when no answer came in time, UpstreamError when

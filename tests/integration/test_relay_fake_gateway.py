@@ -305,3 +305,15 @@ async def test_a_failed_run_reported_twice_ends_once(tmp_path: Path) -> None:
             assert client.clawchats("streaming-end")[0]["reason"] == "error"
         [settled] = await messages(port)
         assert settled["status"] == "error" and settled["metadata"] == {"runId": "r-fail", "error": "model down"}
+
+
+async def test_the_browser_hello_carries_the_gateways_features(tmp_path: Path) -> None:
+    async with FakeGateway() as gateway, connector(tmp_path, gateway.url, FAKE_TOKEN) as service:
+        await wait_for(lambda: service.container.gateway().connected, what="gateway connection")
+        async with browser(service.port) as client:
+            hello = await wait_for(lambda: client.response("c1"), what="hello-ok")
+        payload = hello["payload"]
+        assert payload["type"] == "hello-ok" and payload["gateway"] == {"connected": True}
+        assert "chat.send" in payload["features"]["methods"]
+        assert payload["protocol"] == gateway.protocol
+        assert payload["policy"]["maxPayload"] == 32 * 1024 * 1024

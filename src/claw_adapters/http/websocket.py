@@ -16,14 +16,15 @@ from aiohttp import WSMsgType, web
 
 from claw_adapters.http.addresses import client_key
 from claw_adapters.http.app import LIMITER_KEY
-from claw_core.services.browser_session import AUTH_FAILED, BrowserSession
+from claw_core.services.browser_session import AUTH_FAILED, BrowserSession, SessionLimits
 
 __all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "browser_relay_route"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
-"""A browser's frame at most: the gateway's own limit (policy.maxPayload, 25 MiB) plus room for the envelope."""
+DEFAULT_MAX_MESSAGE_BYTES = SessionLimits().max_frame_bytes
+"""A browser's frame at most (the session announces it as policy.maxPayload): the gateway's own limit, 25 MiB,
+plus room for the envelope."""
 
 
 def browser_relay_route(

@@ -41,6 +41,8 @@ class SessionLimits:
     """Requests of one browser waiting for the gateway at once."""
     backlog: int = 2000
     """Events queued for one browser before it counts as too slow and is closed."""
+    max_frame_bytes: int = 32 * 1024 * 1024
+    """Announced to the browser as policy.maxPayload; the transport enforces it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,14 +126,20 @@ class BrowserSession:
         return True
 
     def _hello(self) -> JsonObject:
-        return {
-            "type": "hello-ok",
-            "protocol": 3,
-            "server": {"version": self._version, "connId": str(uuid.uuid4()), "name": "claw-connector"},
-            "features": {"clawchats": True},
-            "gateway": {"connected": self._gateway.connected},
-            "policy": {"tickIntervalMs": 30_000},
-        }
+        """The gateway's own hello (protocol, features, snapshot) when it is connected, so a client sees what the
+        gateway offers; the server block, the policy and the auth are the connector's."""
+        upstream = self._gateway.hello or {}
+        hello: JsonObject = {key: upstream[key] for key in ("protocol", "features", "snapshot") if key in upstream}
+        hello.setdefault("protocol", 3)
+        hello.update(
+            {
+                "type": "hello-ok",
+                "server": {"version": self._version, "connId": str(uuid.uuid4()), "name": "claw-connector"},
+                "gateway": {"connected": self._gateway.connected},
+                "policy": {"tickIntervalMs": 30_000, "maxPayload": self._limits.max_frame_bytes},
+            }
+        )
+        return hello
 
     async def _pump(self, subscription: Any, send: Send) -> None:
         async for event in subscription:
