@@ -192,12 +192,12 @@ def req(id: str, method: str, params: JsonObject | None = None) -> JsonObject:
     return {"type": "req", "id": id, "method": method, "params": params if params is not None else {}}
 
 
-def res_ok(id: str, payload: Any = None) -> JsonObject:
+def res_ok(id: object, payload: Any = None) -> JsonObject:
     return {"type": "res", "id": id, "ok": True, "payload": payload if payload is not None else {}}
 
 
 def res_error(
-    id: str,
+    id: object,
     code: str,
     message: str,
     *,

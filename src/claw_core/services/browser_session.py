@@ -19,6 +19,7 @@ from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from claw_core.api import gateway_frames as frames
 from claw_core.errors import ClawError, Invalid, TooLarge, UpstreamError
 from claw_core.gateway import Gateway
 from claw_core.model import JsonObject
@@ -87,11 +88,11 @@ class BrowserSession:
 
     async def serve(self, incoming: AsyncIterable[str], send: Send) -> SessionEnd:
         """Run the session until the browser leaves or breaks a rule; the caller closes with the answer."""
-        frames = aiter(incoming)
+        received = aiter(incoming)
         nonce = str(uuid.uuid4())
-        await send(_encode(_event("connect.challenge", {"nonce": nonce, "ts": self._clock.now_ms()})))
+        await send(_encode(frames.event("connect.challenge", {"nonce": nonce, "ts": self._clock.now_ms()})))
         try:
-            first = await asyncio.wait_for(anext(frames), self._limits.connect_timeout_s)
+            first = await asyncio.wait_for(anext(received), self._limits.connect_timeout_s)
         except (TimeoutError, StopAsyncIteration):
             return TIMEOUT
         if not await self._connect(first, send):
@@ -99,7 +100,7 @@ class BrowserSession:
         subscription = self._clients.subscribe(self._limits.backlog)
         pump = asyncio.create_task(self._pump(subscription, send))
         try:
-            return await self._receive(frames, send, pump)
+            return await self._receive(received, send, pump)
         finally:
             subscription.close()
             pump.cancel()
@@ -122,7 +123,7 @@ class BrowserSession:
         ):
             await send(_encode(_error(request_id, "AUTH_FAILED", "connect with the connector's token first")))
             return False
-        await send(_encode(_ok(request_id, self._hello())))
+        await send(_encode(frames.res_ok(request_id, self._hello())))
         return True
 
     def _hello(self) -> JsonObject:
@@ -145,8 +146,8 @@ class BrowserSession:
         async for event in subscription:
             await send(_encode(event))
 
-    async def _receive(self, frames: Any, send: Send, pump: asyncio.Task[None]) -> SessionEnd:
-        receiving = asyncio.ensure_future(anext(frames))
+    async def _receive(self, received: Any, send: Send, pump: asyncio.Task[None]) -> SessionEnd:
+        receiving = asyncio.ensure_future(anext(received))
         try:
             while True:
                 done, _ = await asyncio.wait({receiving, pump}, return_when=asyncio.FIRST_COMPLETED)
@@ -157,10 +158,10 @@ class BrowserSession:
                 except StopAsyncIteration:
                     return NORMAL
                 if not self._allow_frame():
-                    await send(_encode(_clawchats_error("too many frames: slow down")))
+                    await send(_encode(_clawchats_error("too many received: slow down")))
                     return FLOODING
                 await self._handle(text, send)
-                receiving = asyncio.ensure_future(anext(frames))
+                receiving = asyncio.ensure_future(anext(received))
         finally:
             receiving.cancel()
 
@@ -221,7 +222,7 @@ class BrowserSession:
             payload = await self._gateway.request(method, params)
             if method == "chat.send":
                 await self._relay.run_started(params, payload)
-            answer = _ok(request_id, payload)
+            answer = frames.res_ok(request_id, payload)
         except UpstreamError as error:
             answer = _error(request_id, error.code, error.message, retryable=error.retryable, details=error.details)
         except (Invalid, TooLarge) as error:  # e.g. malformed attachments: refused before anything is forwarded
@@ -243,21 +244,11 @@ def _encode(frame: JsonObject) -> str:
     return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
 
 
-def _event(name: str, payload: JsonObject) -> JsonObject:
-    return {"type": "event", "event": name, "payload": payload}
-
-
-def _ok(request_id: object, payload: JsonObject) -> JsonObject:
-    return {"type": "res", "id": request_id, "ok": True, "payload": payload}
-
-
 def _error(
     request_id: object, code: str, message: str, *, retryable: bool = False, details: object = None
 ) -> JsonObject:
-    error: JsonObject = {"code": code, "message": message, "retryable": retryable}
-    if details is not None:
-        error["details"] = details
-    return {"type": "res", "id": request_id, "ok": False, "error": error}
+    """An ok:false answer to a browser, which always says whether retrying may help."""
+    return frames.res_error(request_id, code, message, retryable=retryable, details=details)
 
 
 def _clawchats_error(message: str) -> JsonObject:

@@ -19,6 +19,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Any
 
+from claw_core.api import gateway_frames as frames
 from claw_core.errors import ClawError, Invalid, NotFound, Unavailable
 from claw_core.gateway import Gateway, GatewayEvent, GatewayStatus
 from claw_core.model import JsonObject, Message, Role, SessionKey, Workspace
@@ -252,9 +253,7 @@ class ChatRelay:
     # the agent's side: chat events
 
     async def on_event(self, event: GatewayEvent) -> None:
-        frame: JsonObject = {"type": "event", "event": event.event, "payload": event.payload}
-        if event.seq is not None:
-            frame["seq"] = event.seq
+        frame = frames.event(event.event, event.payload, event.seq)
         if event.event != "chat":
             self._clients.publish(frame)
             return
