@@ -331,3 +331,67 @@ def metadata_from_json(value: object) -> JsonObject | None:
     if not isinstance(value, dict):
         raise Invalid("metadata must be a JSON object")
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryItem:
+    """One memory of the user's memory store, in the layout mem0 writes: the text is `payload["data"]`, and the
+    payload carries whatever else the writer put there (hash, user_id, created_at, updated_at, ...), kept as is."""
+
+    id: str
+    """A UUID in its canonical lower-case text form (Qdrant point ids and mem0 rows both are UUIDs)."""
+    payload: JsonObject
+    score: float | None = None
+    """How well it matched a search (higher is better); None outside a search."""
+
+    @property
+    def data(self) -> str:
+        text = self.payload.get("data")
+        return text if isinstance(text, str) else ""
+
+    @property
+    def created_at(self) -> str | None:
+        return _optional_str(self.payload.get("created_at"))
+
+    @property
+    def updated_at(self) -> str | None:
+        return _optional_str(self.payload.get("updated_at"))
+
+    def to_json(self) -> JsonObject:
+        """The shape of the memory routes: the fields the web app reads at the top, and the payload whole."""
+        item: JsonObject = {
+            "id": self.id,
+            "data": self.data,
+            "payload": dict(self.payload),
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+        if self.score is not None:
+            item["score"] = self.score
+        return item
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryStatus:
+    """What `GET /api/memory/status` reports. Asking never raises: an unreachable store says so here."""
+
+    reachable: bool
+    backend: str
+    """'sqlite', 'qdrant' or 'postgres'."""
+    collection: str | None
+    points_count: int | None = None
+    error: str | None = None
+    semantic: bool = False
+    """Whether searches rank by meaning (an embedder and a vector index are there), not only by words."""
+
+    def to_json(self) -> JsonObject:
+        status: JsonObject = {
+            "reachable": self.reachable,
+            "backend": self.backend,
+            "collection": self.collection,
+            "pointsCount": self.points_count,
+            "semantic": self.semantic,
+        }
+        if self.error is not None:
+            status["error"] = self.error
+        return status

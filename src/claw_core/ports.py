@@ -12,6 +12,8 @@ from typing import Protocol
 
 from claw_core.model import (
     JsonObject,
+    MemoryItem,
+    MemoryStatus,
     Message,
     MessageCursor,
     Role,
@@ -25,10 +27,13 @@ from claw_core.model import (
 
 __all__ = [
     "Clock",
+    "Embedder",
     "EventSink",
     "HistoryStore",
     "HistoryStores",
     "ImportCounts",
+    "MemoryPage",
+    "MemoryStore",
     "MessagePage",
     "RenderedMessagePage",
     "RunRecord",
@@ -272,3 +277,61 @@ class TitleSuggester(Protocol):
     """Proposes a short title for a thread from its messages (the gateway's agent, or a local rule)."""
 
     async def suggest_title(self, thread: Thread, messages: Sequence[Message]) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryPage:
+    memories: list[MemoryItem]
+    next_cursor: str | None
+    """Where the next page starts, opaque to callers; None on the last page."""
+
+
+class MemoryStore(Protocol):
+    """The user's memory store (the one mem0 fills): read, searched and edited in place.
+
+    Every adapter passes one contract suite (tests/contract/test_memory_contract.py). The rules it holds them to:
+    - ids are UUIDs; `add` mints one unless given one, and an id that is not a UUID is simply not found;
+    - `list` walks every memory exactly once in ascending id order, `limit` at a time, following `next_cursor`;
+    - `search` matches words case-insensitively in the text, filtered by the backend itself (never by fetching every
+      memory), best matches first; with an embedder configured it may rank by meaning instead;
+    - `update` replaces `payload.data` (and refreshes `hash` and `updated_at`), leaving the rest of the payload;
+    - a backend that cannot be reached raises `Unavailable` (503) from every call but `status`, which reports it.
+    """
+
+    async def status(self) -> MemoryStatus: ...
+
+    async def count(self) -> int: ...
+
+    async def list(self, *, limit: int, cursor: str | None = None) -> MemoryPage:
+        """Raise Invalid for a cursor this store did not hand out."""
+
+    async def search(self, query: str, *, limit: int) -> list[MemoryItem]:
+        """An empty or blank query matches nothing."""
+
+    async def get(self, memory_id: str) -> MemoryItem:
+        """Raise NotFound."""
+
+    async def add(self, data: str, *, payload: JsonObject | None = None, memory_id: str | None = None) -> MemoryItem:
+        """A new memory with text `data`; `payload` adds other fields (its own `data` is ignored). `created_at` and
+        `hash` are filled in when missing. Raise Conflict when `memory_id` is taken."""
+
+    async def put(self, item: MemoryItem) -> bool:
+        """Store `item` as it is, id and payload, replacing any memory with that id (what a copy between backends
+        needs, so that an interrupted copy can simply run again). True when it was not there before."""
+
+    async def update(self, memory_id: str, data: str) -> MemoryItem:
+        """Raise NotFound."""
+
+    async def delete(self, memory_id: str) -> None:
+        """Raise NotFound."""
+
+    async def close(self) -> None: ...
+
+
+class Embedder(Protocol):
+    """Turns texts into vectors for semantic memory search. Optional: without one, search is by words."""
+
+    @property
+    def dimensions(self) -> int: ...
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]: ...

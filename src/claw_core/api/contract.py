@@ -21,8 +21,11 @@ __all__ = [
     "JSON",
     "ApiRequest",
     "ApiResponse",
+    "FileBody",
     "Handler",
+    "MultipartLimits",
     "Param",
+    "ReceivedFile",
     "Route",
     "Router",
     "error_response",
@@ -37,6 +40,44 @@ DEFAULT_MAX_BODY = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
+class ReceivedFile:
+    """A file part of a multipart request, which the transport has already streamed to a staging file of its own
+    (within the route's `MultipartLimits`). A handler takes it over by moving `staged_path` away; whatever is still
+    there when the handler returns is deleted by the transport."""
+
+    field: str
+    """The form field it came in."""
+    filename: str | None
+    """As the client sent it: untrusted, may hold directories, `..` or control characters."""
+    content_type: str
+    size: int
+    staged_path: str
+
+
+@dataclass(frozen=True, slots=True)
+class MultipartLimits:
+    """A route that takes `multipart/form-data`: its files reach the handler as `ApiRequest.files`, its other
+    fields as `ApiRequest.form`, and the transport refuses (413) what goes beyond these limits while streaming."""
+
+    max_file_bytes: int
+    max_total_bytes: int
+    max_files: int = 20
+    max_field_bytes: int = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class FileBody:
+    """A response body that is a file on this machine, which the transport streams (with `Content-Length`, and
+    `Range` requests answered with 206) instead of holding it in memory. The handler has checked that `path` may be
+    served; `content_type` and `disposition` are its headers."""
+
+    path: str
+    content_type: str
+    disposition: str | None = None
+    """A full `Content-Disposition` value (`inline; filename*=UTF-8''...`), or None for none."""
+
+
+@dataclass(frozen=True, slots=True)
 class ApiRequest:
     method: str
     path: str
@@ -45,6 +86,10 @@ class ApiRequest:
     """Header names in lower case."""
     body: bytes = b""
     path_params: Mapping[str, str] = field(default_factory=dict)
+    files: Sequence[ReceivedFile] = ()
+    """The file parts of a multipart request (routes with `multipart` limits only)."""
+    form: Mapping[str, str] = field(default_factory=dict)
+    """The plain fields of a multipart request."""
 
     @property
     def workspace(self) -> str | None:
@@ -71,8 +116,8 @@ class ApiRequest:
 class ApiResponse:
     status: int
     body: Any = None
-    """A JSON-serialisable value, or raw bytes (then `content_type` says what they are; bytes with the JSON
-    content type are JSON already encoded, which transports pass on as they are)."""
+    """A JSON-serialisable value, raw bytes (then `content_type` says what they are; bytes with the JSON
+    content type are JSON already encoded, which transports pass on as they are), or a `FileBody`."""
     content_type: str = JSON
     headers: Mapping[str, str] = field(default_factory=dict)
 
@@ -110,6 +155,8 @@ class Route:
     responses: Mapping[int, str] = field(default_factory=dict)
     max_body: int = DEFAULT_MAX_BODY
     requires_auth: bool = True
+    multipart: MultipartLimits | None = None
+    """Set for routes that take `multipart/form-data` (then `max_body` is not what limits them, these are)."""
 
     def pattern(self) -> re.Pattern[str]:
         regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(self.path))
@@ -158,6 +205,8 @@ class Router:
                 headers=request.headers,
                 body=request.body,
                 path_params=params,
+                files=request.files,
+                form=request.form,
             )
             return await route.handler(bound)
         except MethodNotAllowed as error:
