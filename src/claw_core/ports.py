@@ -291,7 +291,7 @@ class MemoryStore(Protocol):
 
     Every adapter passes one contract suite (tests/contract/test_memory_contract.py). The rules it holds them to:
     - ids are UUIDs; `add` mints one unless given one, and an id that is not a UUID is simply not found;
-    - `list` walks every memory exactly once in ascending id order, `limit` at a time, following `next_cursor`;
+    - `page` walks every memory exactly once in ascending id order, `limit` at a time, following `next_cursor`;
     - `search` matches words case-insensitively in the text, filtered by the backend itself (never by fetching every
       memory), best matches first; with an embedder configured it may rank by meaning instead;
     - `update` replaces `payload.data` (and refreshes `hash` and `updated_at`), leaving the rest of the payload;
@@ -302,7 +302,7 @@ class MemoryStore(Protocol):
 
     async def count(self) -> int: ...
 
-    async def list(self, *, limit: int, cursor: str | None = None) -> MemoryPage:
+    async def page(self, *, limit: int, cursor: str | None = None) -> MemoryPage:
         """Raise Invalid for a cursor this store did not hand out."""
 
     async def search(self, query: str, *, limit: int) -> list[MemoryItem]:
