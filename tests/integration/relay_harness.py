@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -18,6 +18,16 @@ from claw_app.service import ConnectorService
 from claw_app.settings import load_settings
 
 TOKEN = "relay-test-token"
+
+
+class GatewayLike(Protocol):
+    """What a connector needs to know of a gateway a test started: where it is and its token."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def token(self) -> str | None: ...
 
 
 @asynccontextmanager
@@ -34,6 +44,20 @@ async def connector(data_dir: Path, gateway_url: str, gateway_token: str | None)
         yield service
     finally:
         await service.stop()
+
+
+@asynccontextmanager
+async def linked_connector(
+    data_dir: Path, gateway: GatewayLike, *, thread: str | None = "t1"
+) -> AsyncIterator[ConnectorService]:
+    """A connector linked to `gateway` (the link is up when this yields) with `thread` created in the default
+    workspace, the starting point of most relay scenarios."""
+    async with connector(data_dir, gateway.url, gateway.token) as service:
+        await wait_for(lambda: service.container.gateway().connected, what="gateway connection")
+        if thread is not None:
+            status, body = await call(service.port, "POST", "/api/threads", {"id": thread})
+            assert status == 201, body
+        yield service
 
 
 async def wait_for(predicate: Callable[[], Any], timeout_s: float = 20.0, what: str = "condition") -> Any:

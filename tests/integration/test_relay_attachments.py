@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.fake_gateway import FAKE_TOKEN, FakeGateway
-from tests.integration.relay_harness import browser, call, connector, wait_for
+from tests.fakes.fake_gateway import FakeGateway
+from tests.integration.relay_harness import browser, call, linked_connector, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -34,10 +34,8 @@ def listing(directory: Path) -> list[str]:
 
 
 async def test_attachments_are_saved_and_the_gateway_gets_their_paths(tmp_path: Path) -> None:
-    async with FakeGateway() as gateway, connector(tmp_path, gateway.url, FAKE_TOKEN) as service:
+    async with FakeGateway() as gateway, linked_connector(tmp_path, gateway) as service:
         port = service.port
-        await wait_for(lambda: service.container.gateway().connected, what="gateway connection")
-        assert (await call(port, "POST", "/api/threads", {"id": "t1"}))[0] == 201
         attachments = [attachment(PNG, "image/png", "shot.png"), attachment(NOTES, "text/plain", "../../notes.txt")]
         async with browser(port) as client:
             answer = await client.request(
@@ -95,10 +93,8 @@ async def test_attachments_are_saved_and_the_gateway_gets_their_paths(tmp_path: 
     ids=["bad-base64", "too-many", "bad-mime", "not-a-list"],
 )
 async def test_malformed_attachments_are_refused_and_nothing_is_forwarded(tmp_path: Path, attachments: object) -> None:
-    async with FakeGateway() as gateway, connector(tmp_path, gateway.url, FAKE_TOKEN) as service:
+    async with FakeGateway() as gateway, linked_connector(tmp_path, gateway) as service:
         port = service.port
-        await wait_for(lambda: service.container.gateway().connected, what="gateway connection")
-        await call(port, "POST", "/api/threads", {"id": "t1"})
         async with browser(port) as client:
             answer = await client.request(
                 "chat.send", {"sessionKey": KEY, "message": "look", "idempotencyKey": "a2", "attachments": attachments}
@@ -117,9 +113,8 @@ async def test_malformed_attachments_are_refused_and_nothing_is_forwarded(tmp_pa
 
 
 async def test_attachments_of_sessions_that_are_not_ours_are_forwarded_unchanged(tmp_path: Path) -> None:
-    async with FakeGateway() as gateway, connector(tmp_path, gateway.url, FAKE_TOKEN) as service:
+    async with FakeGateway() as gateway, linked_connector(tmp_path, gateway, thread=None) as service:
         port = service.port
-        await wait_for(lambda: service.container.gateway().connected, what="gateway connection")
         params = {
             "sessionKey": "agent:main:default:telegram:42",
             "message": "from elsewhere",

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from tests.fakes.fake_gateway import FAKE_TOKEN, FakeGateway
-from tests.integration.relay_harness import browser, call, connector, wait_for
+from tests.integration.relay_harness import browser, call, connector, linked_connector, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -28,10 +28,8 @@ async def messages(port: int, thread: str = "t1") -> list[dict]:
 
 
 async def test_a_turn_streams_through_and_is_stored_once(tmp_path: Path) -> None:
-    async with FakeGateway(chunks=4) as gateway, connector(tmp_path, gateway.url, FAKE_TOKEN) as service:
+    async with FakeGateway(chunks=4) as gateway, linked_connector(tmp_path, gateway) as service:
         port = service.port
-        await wait_for(lambda: service.container.gateway().connected, what="gateway connection")
-        assert (await call(port, "POST", "/api/threads", {"id": "t1"}))[0] == 201
         async with browser(port) as client:
             key = str(uuid.uuid4())
             answer = await client.request(
@@ -59,10 +57,8 @@ async def test_a_turn_streams_through_and_is_stored_once(tmp_path: Path) -> None
 
 
 async def test_the_web_apps_own_messages_are_filled_not_duplicated(tmp_path: Path) -> None:
-    async with FakeGateway() as gateway, connector(tmp_path, gateway.url, FAKE_TOKEN) as service:
+    async with FakeGateway() as gateway, linked_connector(tmp_path, gateway) as service:
         port = service.port
-        await wait_for(lambda: service.container.gateway().connected, what="gateway connection")
-        await call(port, "POST", "/api/threads", {"id": "t1"})
         async with browser(port) as client:
             await client.socket.send_str(
                 json.dumps({"type": "clawchats", "action": "active-thread", "workspace": "default", "threadId": "t1"})
@@ -91,10 +87,8 @@ async def test_the_web_apps_own_messages_are_filled_not_duplicated(tmp_path: Pat
 
 
 async def test_a_relayed_turn_yields_to_the_copy_the_app_posts_later(tmp_path: Path) -> None:
-    async with FakeGateway() as gateway, connector(tmp_path, gateway.url, FAKE_TOKEN) as service:
+    async with FakeGateway() as gateway, linked_connector(tmp_path, gateway) as service:
         port = service.port
-        await wait_for(lambda: service.container.gateway().connected, what="gateway connection")
-        await call(port, "POST", "/api/threads", {"id": "t1"})
         async with browser(port) as client:
             await client.request("chat.send", {"sessionKey": KEY, "message": "late post", "idempotencyKey": "k2"})
             await wait_for(lambda: client.clawchats("streaming-end"), what="streaming-end")
@@ -112,12 +106,10 @@ async def test_a_relayed_turn_yields_to_the_copy_the_app_posts_later(tmp_path: P
 async def test_a_reply_that_finished_while_the_gateway_link_was_down_is_recovered_once(tmp_path: Path) -> None:
     async with (
         FakeGateway(chunks=3, hang_after_chunks=1) as gateway,
-        connector(tmp_path, gateway.url, FAKE_TOKEN) as service,
+        linked_connector(tmp_path, gateway) as service,
     ):
         port = service.port
         client_link = service.container.gateway()
-        await wait_for(lambda: client_link.connected, what="gateway connection")
-        await call(port, "POST", "/api/threads", {"id": "t1"})
         async with browser(port) as client:
             await client.request("chat.send", {"sessionKey": KEY, "message": "survive", "idempotencyKey": "k3"})
             await wait_for(lambda: client.chat("delta"), what="a first delta")
@@ -136,10 +128,8 @@ async def test_a_reply_that_finished_while_the_gateway_link_was_down_is_recovere
 
 async def test_a_reply_that_finished_while_the_connector_was_down_is_recovered_once(tmp_path: Path) -> None:
     async with FakeGateway(chunks=3, hang_after_chunks=1) as gateway:
-        async with connector(tmp_path, gateway.url, FAKE_TOKEN) as service:
+        async with linked_connector(tmp_path, gateway) as service:
             port = service.port
-            await wait_for(lambda: service.container.gateway().connected, what="gateway connection")
-            await call(port, "POST", "/api/threads", {"id": "t1"})
             async with browser(port) as client:
                 await client.request("chat.send", {"sessionKey": KEY, "message": "while away", "idempotencyKey": "k4"})
                 await wait_for(lambda: client.chat("delta"), what="a first delta")
@@ -163,11 +153,9 @@ async def test_a_reply_that_finished_while_the_connector_was_down_is_recovered_o
 async def test_a_browser_that_leaves_mid_stream_loses_nothing(tmp_path: Path) -> None:
     async with (
         FakeGateway(chunks=5, chunk_delay_s=0.05) as gateway,
-        connector(tmp_path, gateway.url, FAKE_TOKEN) as service,
+        linked_connector(tmp_path, gateway) as service,
     ):
         port = service.port
-        await wait_for(lambda: service.container.gateway().connected, what="gateway connection")
-        await call(port, "POST", "/api/threads", {"id": "t1"})
         async with browser(port) as client:
             await client.request("chat.send", {"sessionKey": KEY, "message": "bye", "idempotencyKey": "k5"})
             await wait_for(lambda: client.chat("delta"), what="a first delta")
@@ -184,11 +172,9 @@ async def test_a_browser_that_leaves_mid_stream_loses_nothing(tmp_path: Path) ->
 async def test_silent_replies_are_neither_shown_nor_stored(tmp_path: Path) -> None:
     async with (
         FakeGateway(reply=lambda _: "NO_REPLY", chunks=3) as gateway,
-        connector(tmp_path, gateway.url, FAKE_TOKEN) as service,
+        linked_connector(tmp_path, gateway) as service,
     ):
         port = service.port
-        await wait_for(lambda: service.container.gateway().connected, what="gateway connection")
-        await call(port, "POST", "/api/threads", {"id": "t1"})
         placeholder = {"id": "p1", "role": "assistant", "content": "", "timestamp": 5, "metadata": {"pending": True}}
         await call(port, "POST", "/api/threads/t1/messages", placeholder)
         async with browser(port) as client:
@@ -200,9 +186,8 @@ async def test_silent_replies_are_neither_shown_nor_stored(tmp_path: Path) -> No
 
 
 async def test_wrong_tokens_bad_frames_and_floods_leave_others_unaffected(tmp_path: Path) -> None:
-    async with FakeGateway() as gateway, connector(tmp_path, gateway.url, FAKE_TOKEN) as service:
+    async with FakeGateway() as gateway, linked_connector(tmp_path, gateway, thread=None) as service:
         port = service.port
-        await wait_for(lambda: service.container.gateway().connected, what="gateway connection")
         async with aiohttp.ClientSession() as session:
             wrong = await session.ws_connect(f"http://127.0.0.1:{port}/ws")
             await wrong.receive()
@@ -238,9 +223,8 @@ async def test_wrong_tokens_bad_frames_and_floods_leave_others_unaffected(tmp_pa
 
 
 async def test_agents_come_from_the_gateway_and_a_missing_gateway_is_a_clean_503(tmp_path: Path) -> None:
-    async with FakeGateway() as gateway, connector(tmp_path, gateway.url, FAKE_TOKEN) as service:
+    async with FakeGateway() as gateway, linked_connector(tmp_path, gateway, thread=None) as service:
         port = service.port
-        await wait_for(lambda: service.container.gateway().connected, what="gateway connection")
         status, body = await call(port, "GET", "/api/agents")
         assert status == 200 and body["defaultId"] == "main" and body["agents"][0]["id"] == "main"
         await gateway.stop()
@@ -254,12 +238,10 @@ async def test_a_turn_resumed_under_a_new_run_id_after_a_gateway_restart_is_stor
     final of that run must converge on one stored reply."""
     async with (
         FakeGateway(chunks=3, hang_after_chunks=1) as gateway,
-        connector(tmp_path, gateway.url, FAKE_TOKEN) as service,
+        linked_connector(tmp_path, gateway) as service,
     ):
         port = service.port
         link = service.container.gateway()
-        await wait_for(lambda: link.connected, what="gateway connection")
-        await call(port, "POST", "/api/threads", {"id": "t1"})
         async with browser(port) as client:
             await client.request("chat.send", {"sessionKey": KEY, "message": "resume me", "idempotencyKey": "k7"})
             await wait_for(lambda: client.chat("delta"), what="a first delta")
@@ -289,10 +271,8 @@ async def test_a_turn_resumed_under_a_new_run_id_after_a_gateway_restart_is_stor
 
 async def test_a_failed_run_reported_twice_ends_once(tmp_path: Path) -> None:
     """The real gateway sends a failed run's `error` event twice: one settlement, one streaming-end."""
-    async with FakeGateway() as gateway, connector(tmp_path, gateway.url, FAKE_TOKEN) as service:
+    async with FakeGateway() as gateway, linked_connector(tmp_path, gateway) as service:
         port = service.port
-        await wait_for(lambda: service.container.gateway().connected, what="gateway connection")
-        await call(port, "POST", "/api/threads", {"id": "t1"})
         placeholder = {"id": "p1", "role": "assistant", "content": "", "timestamp": 5, "metadata": {"pending": True}}
         await call(port, "POST", "/api/threads/t1/messages", placeholder)
         async with browser(port) as client:
@@ -308,8 +288,7 @@ async def test_a_failed_run_reported_twice_ends_once(tmp_path: Path) -> None:
 
 
 async def test_the_browser_hello_carries_the_gateways_features(tmp_path: Path) -> None:
-    async with FakeGateway() as gateway, connector(tmp_path, gateway.url, FAKE_TOKEN) as service:
-        await wait_for(lambda: service.container.gateway().connected, what="gateway connection")
+    async with FakeGateway() as gateway, linked_connector(tmp_path, gateway, thread=None) as service:
         async with browser(service.port) as client:
             hello = await wait_for(lambda: client.response("c1"), what="hello-ok")
         payload = hello["payload"]
