@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from claw_adapters.gateway.client import GatewayClient
 from claw_adapters.gateway.transcripts import SessionTranscriptFiles
+from claw_adapters.storage.pending_sessions import JsonFilePendingSessions
 from claw_core.services.sessions import SessionJanitor, SessionRef
 from tests.fakes.fake_gateway import FAKE_TOKEN, FakeGateway
 from tests.integration.relay_harness import wait_for
@@ -33,6 +35,43 @@ async def test_sessions_are_deleted_on_the_gateway_and_retried_while_it_is_away(
         assert gateway.requests("sessions.delete")[-1]["params"] == {"key": KEY}
         await janitor.close()
         await client.close()
+
+
+async def test_cleanups_left_pending_by_a_stopped_connector_resume_at_the_next_start(tmp_path: Path) -> None:
+    kept_file = tmp_path / "pending.json"
+    async with FakeGateway() as gateway:
+        client = GatewayClient(gateway.url, FAKE_TOKEN, None, client_version="test", reconnect_initial_s=0.05)
+        await client.start()
+        await wait_for(lambda: client.connected, what="connection")
+        await client.request("chat.send", {"sessionKey": KEY, "message": "hi", "idempotencyKey": "k"})
+        await gateway.stop()
+        first = SessionJanitor(client, SessionTranscriptFiles(tmp_path), kept=JsonFilePendingSessions(kept_file))
+        await first.start()
+        first.forget([SessionRef(KEY, "sid-1")])
+        await wait_for(kept_file.exists, what="the pending cleanup to be kept")
+        await first.close()  # the connector stops with the gateway still away
+        assert json.loads(kept_file.read_text()) == [{"key": KEY, "sessionId": "sid-1"}]
+        assert kept_file.stat().st_mode & 0o777 == 0o600
+
+        await gateway.start()
+        second = SessionJanitor(
+            client, SessionTranscriptFiles(tmp_path), kept=JsonFilePendingSessions(kept_file), retry_s=0.05
+        )
+        await second.start()
+        await wait_for(lambda: second.pending == 0, what="the resumed cleanup")
+        await second.drain()
+        assert KEY not in gateway.sessions
+        assert json.loads(kept_file.read_text()) == []
+        await second.close()
+        await client.close()
+
+
+@pytest.mark.parametrize(
+    "content", [b"not json", b'{"key": "x"}', b'[{"key": 5}, "junk", {"key": "k", "sessionId": 3}]']
+)
+async def test_an_unreadable_pending_file_is_ignored(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / "pending.json").write_bytes(content)
+    assert await JsonFilePendingSessions(tmp_path / "pending.json").load() == []
 
 
 async def test_without_sessions_delete_only_the_sessions_transcript_file_goes(tmp_path: Path) -> None:

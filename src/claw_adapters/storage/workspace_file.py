@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import tempfile
 from pathlib import Path
 
+from claw_adapters.storage.atomic_file import write_private_file
 from claw_core.errors import Invalid
 from claw_core.model import WorkspaceState
 
@@ -44,20 +43,7 @@ class JsonFileWorkspaceRegistry:
             raise Invalid(f"Malformed workspace file {self._path}: {error}") from None
 
     def _write(self, text: str) -> None:
-        directory = self._path.parent
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # mkstemp creates the file with mode 0600 and a name no other writer can take.
-        fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{self._path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as file:
-                file.write(text)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, self._path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        _fsync_directory(directory)
+        write_private_file(self._path, text.encode())
 
 
 class InMemoryWorkspaceRegistry:
@@ -71,12 +57,3 @@ class InMemoryWorkspaceRegistry:
 
     async def save(self, state: WorkspaceState) -> None:
         self._state = state
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable: without this a power loss can bring the old directory entry back."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
