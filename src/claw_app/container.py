@@ -14,6 +14,7 @@ from claw_adapters.gateway.client import GatewayClient
 from claw_adapters.gateway.identity import DEFAULT_FILE_NAME, DeviceIdentity
 from claw_adapters.gateway.transcripts import SessionTranscriptFiles
 from claw_adapters.storage.memory import InMemoryHistoryStores
+from claw_adapters.storage.pending_sessions import JsonFilePendingSessions
 from claw_adapters.storage.sqlite import SqliteHistoryStores
 from claw_adapters.storage.uploads import FileUploadStore
 from claw_adapters.storage.workspace_file import InMemoryWorkspaceRegistry, JsonFileWorkspaceRegistry
@@ -33,6 +34,7 @@ __all__ = ["Container", "build_container"]
 
 WORKSPACES_FILE = "workspaces.json"
 UPLOADS_DIR = "uploads"
+PENDING_SESSIONS_FILE = "pending-session-cleanups.json"
 
 
 class Container(containers.DeclarativeContainer):
@@ -103,6 +105,14 @@ class Container(containers.DeclarativeContainer):
         SessionJanitor,
         gateway=gateway,
         transcripts=providers.Singleton(SessionTranscriptFiles, config.sessions_dir),
+        kept=providers.Selector(
+            config.storage_backend,
+            sqlite=providers.Singleton(
+                JsonFilePendingSessions,
+                path=providers.Callable(lambda data_dir: Path(data_dir) / PENDING_SESSIONS_FILE, config.data_dir),
+            ),
+            memory=providers.Object(None),
+        ),
     )
     browser_session = providers.Factory(
         BrowserSession,

@@ -51,6 +51,7 @@ class ConnectorService:
         container = self.container
         await container.workspaces().start()
         await container.chat_relay().start()
+        await container.session_janitor().start()
         await container.gateway().start()
         http_settings = HttpSettings(
             token=settings.auth_token or "",
