@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from claw_app import transfer_files
+from claw_app import memory_copy, transfer_files
 from claw_app.container import build_container
 from claw_app.service import ConnectorService
 from claw_app.settings import ConfigError, Settings, ensure_auth_token, load_settings, read_token_file
@@ -57,6 +57,19 @@ def build_parser() -> argparse.ArgumentParser:
     import_.add_argument("--workspace", "-w", help="workspace name (default: the active one)")
 
     commands.add_parser("token", help="print the API token clients must send as `Authorization: Bearer ...`")
+
+    memory = commands.add_parser("memory", help="the memory store: copy it to another backend")
+    memory_actions = memory.add_subparsers(dest="memory_action", required=True, metavar="ACTION")
+    copy = memory_actions.add_parser(
+        "copy",
+        help="copy every memory from one backend to another (resumable, counts checked)",
+        description=memory_copy.SPEC_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    copy.add_argument("--from", dest="source", required=True, metavar="SPEC", help="the backend to read")
+    copy.add_argument("--to", dest="target", required=True, metavar="SPEC", help="the backend to write")
+    copy.add_argument("--batch-size", type=int, default=100, metavar="N", help="memories per page (default 100)")
+    copy.add_argument("--resume", type=Path, metavar="FILE", help="keep the progress here, and continue from it")
     return parser
 
 
@@ -94,6 +107,11 @@ async def _run(command: str, args: argparse.Namespace, settings: Settings) -> in
         settings, _ = ensure_auth_token(settings)
         print(settings.auth_token)
         return 0
+    if command == "memory":
+        resume = args.resume.expanduser() if args.resume is not None else None
+        return await memory_copy.copy_command(
+            args.source, args.target, settings, batch_size=args.batch_size, resume=resume
+        )
     container = build_container(settings)
     workspaces = container.workspaces()
     await workspaces.start()

@@ -10,9 +10,13 @@ from pathlib import Path
 
 from dependency_injector import containers, providers
 
+from claw_adapters.files import LocalDiskFiles
 from claw_adapters.gateway.client import GatewayClient
 from claw_adapters.gateway.identity import DEFAULT_FILE_NAME, DeviceIdentity
 from claw_adapters.gateway.transcripts import SessionTranscriptFiles
+from claw_adapters.memory.in_memory import InMemoryMemoryStore
+from claw_adapters.memory.sqlite import DEFAULT_FILE_NAME as MEMORY_FILE
+from claw_adapters.memory.sqlite import SqliteMemoryStore
 from claw_adapters.storage.memory import InMemoryHistoryStores
 from claw_adapters.storage.pending_sessions import JsonFilePendingSessions
 from claw_adapters.storage.sqlite import SqliteHistoryStores
@@ -20,10 +24,13 @@ from claw_adapters.storage.uploads import FileUploadStore
 from claw_adapters.storage.workspace_file import InMemoryWorkspaceRegistry, JsonFileWorkspaceRegistry
 from claw_app.settings import Settings
 from claw_core import __version__
+from claw_core.api.file_routes import FileApi
+from claw_core.ports import MemoryStore
 from claw_core.services.browser_session import BrowserSession
 from claw_core.services.chat_relay import ChatRelay
 from claw_core.services.clock import SystemClock
 from claw_core.services.events import ClientEvents
+from claw_core.services.file_policy import FilePolicy
 from claw_core.services.history import ActiveThreads, HistoryService
 from claw_core.services.sessions import SessionJanitor
 from claw_core.services.titles import FirstMessageTitles
@@ -35,6 +42,22 @@ __all__ = ["Container", "build_container"]
 WORKSPACES_FILE = "workspaces.json"
 UPLOADS_DIR = "uploads"
 PENDING_SESSIONS_FILE = "pending-session-cleanups.json"
+
+
+# The Qdrant and Postgres adapters are imported only when chosen: their client libraries take a while to load, and
+# the default (SQLite) needs neither.
+
+
+def _qdrant_store(url: str | None, collection: str | None) -> MemoryStore:
+    from claw_adapters.memory.qdrant import QdrantMemoryStore
+
+    return QdrantMemoryStore(url=url, path=None, collection=collection)
+
+
+def _postgres_store(dsn: str, collection: str | None) -> MemoryStore:
+    from claw_adapters.memory.postgres import PostgresMemoryStore
+
+    return PostgresMemoryStore(dsn=dsn, collection=collection)
 
 
 class Container(containers.DeclarativeContainer):
@@ -79,6 +102,34 @@ class Container(containers.DeclarativeContainer):
         active=active_threads,
     )
     transfer = providers.Singleton(TransferService, stores=history_stores)
+
+    # Constructing a memory store never connects: the connector starts (and says so in /api/memory/status) while
+    # the chosen backend is down.
+    memory_store = providers.Selector(
+        config.memory_provider,
+        sqlite=providers.Singleton(
+            SqliteMemoryStore,
+            path=providers.Callable(lambda data_dir: Path(data_dir) / MEMORY_FILE, config.data_dir),
+            collection=config.memory_collection,
+        ),
+        memory=providers.Singleton(InMemoryMemoryStore),
+        qdrant=providers.Singleton(_qdrant_store, config.memory_url, config.memory_collection),
+        postgres=providers.Singleton(_postgres_store, config.memory_pg_url, config.memory_collection),
+    )
+
+    # The file routes: HOME, the read roots and the folders a delete must spare come from `_file_settings`.
+    file_api = providers.Singleton(
+        FileApi,
+        policy=providers.Singleton(
+            FilePolicy.create,
+            home=config.files.home,
+            read_roots=config.files.read_roots,
+            agent_workspace=config.files.agent_workspace,
+            protected=config.files.protected,
+            private=config.files.private,
+        ),
+        files=providers.Singleton(LocalDiskFiles, private=config.files.private),
+    )
 
     gateway_identity = providers.Singleton(
         DeviceIdentity.load_or_create,
@@ -137,6 +188,25 @@ def build_container(settings: Settings) -> Container:
             "gateway_token": settings.gateway_token,
             "auth_token": settings.auth_token,
             "sessions_dir": settings.sessions_dir,
+            "files": _file_settings(settings),
+            "memory_provider": settings.memory_provider,
+            "memory_url": settings.memory_url,
+            "memory_collection": settings.memory_collection,
+            "memory_pg_url": settings.memory_pg_url,
         }
     )
     return container
+
+
+def _file_settings(settings: Settings) -> dict[str, object]:
+    """HOME (the configured one, else the running user's), the read roots (HOME and /tmp unless configured), and the
+    folders no delete may remove: the gateway's state, the agent's workspace and the connector's own data."""
+    home = settings.home_dir or Path.home()
+    roots = settings.file_roots or (home, Path("/tmp"))  # noqa: S108 - /tmp is a documented read root, never written
+    return {
+        "home": str(home),
+        "read_roots": [str(root) for root in roots],
+        "agent_workspace": str(settings.agent_workspace_dir),
+        "protected": [str(settings.state_dir), str(settings.agent_workspace_dir), str(settings.data_dir)],
+        "private": [str(settings.data_dir)],
+    }

@@ -11,13 +11,19 @@ from claw_adapters.http.websocket import browser_relay_route
 from claw_app.container import Container, build_container
 from claw_app.settings import Settings
 from claw_core.api.contract import Router
+from claw_core.api.file_routes import file_routes
 from claw_core.api.gateway_routes import gateway_routes
 from claw_core.api.history_routes import HistoryApi, history_routes
+from claw_core.api.memory_routes import MemoryApi, memory_routes
 from claw_core.api.router import build_router
+from claw_core.api.upload_routes import UploadsApi, upload_routes
 
 __all__ = ["ConnectorService"]
 
 log = logging.getLogger(__name__)
+
+UPLOAD_STAGING_DIR = "uploads-staging"
+"""Under the data folder: where multipart uploads stream to before a handler moves them into the uploads."""
 
 RELAY_PATHS = ("/", "/ws")
 """Where browsers open the gateway relay WebSocket: `/` as on the gateway itself, `/ws` as an explicit alias."""
@@ -42,7 +48,16 @@ class ConnectorService:
             clock=container.clock(),
             started_monotonic=time.monotonic(),
         )
-        return build_router([*history_routes(api), *gateway_routes(container.gateway())])
+        return build_router(
+            [
+                *history_routes(api),
+                *upload_routes(UploadsApi(container.workspaces(), container.history(), container.uploads())),
+                *gateway_routes(container.gateway()),
+                *file_routes(container.file_api()),
+                # Last: its `/api/memory/{id}` routes would take any other path under /api/memory/ listed after them.
+                *memory_routes(MemoryApi(container.memory_store())),
+            ]
+        )
 
     async def start(self) -> str:
         """Open the stores, start relaying the gateway (connecting in the background: the connector serves its
@@ -58,6 +73,8 @@ class ConnectorService:
             allowed_hosts=settings.allowed_hosts,
             cors_origins=settings.cors_origins,
             self_authenticating_paths=RELAY_PATHS,
+            # Beside the uploads folder, on its filesystem: taking an uploaded file over is then a rename.
+            staging_dir=str(settings.data_dir / UPLOAD_STAGING_DIR),
         )
         relay_routes = [browser_relay_route(path, container.browser_session) for path in RELAY_PATHS]
         app = create_app(self.router(), http_settings, extra_routes=relay_routes)
@@ -80,4 +97,5 @@ class ConnectorService:
         await self.container.gateway().close()
         await self.container.history().close()
         await self.container.history_stores().close()
+        await self.container.memory_store().close()
         log.info("connector stopped")

@@ -17,14 +17,16 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal, TypeVar
+from typing import Final, Literal, TypedDict, TypeVar
 from urllib.parse import urlsplit
 
 __all__ = [
     "DEFAULT_GATEWAY_WS_URL",
     "DEFAULT_HOST",
     "DEFAULT_PORT",
+    "DEFAULT_QDRANT_URL",
     "ConfigError",
+    "MemoryProvider",
     "Settings",
     "SqliteSynchronous",
     "StorageBackend",
@@ -35,6 +37,7 @@ __all__ = [
 ]
 
 StorageBackend = Literal["sqlite", "memory"]
+MemoryProvider = Literal["sqlite", "qdrant", "postgres", "memory"]
 SqliteSynchronous = Literal["NORMAL", "FULL"]
 # Where the local API token came from: the first three are a deliberate choice of the user, "token file" is the
 # token the connector generated for itself (see `ensure_auth_token`).
@@ -44,6 +47,8 @@ DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 3001
 DEFAULT_GATEWAY_PORT: Final = 18789
 DEFAULT_GATEWAY_WS_URL: Final = f"ws://127.0.0.1:{DEFAULT_GATEWAY_PORT}"
+DEFAULT_QDRANT_PORT: Final = 6333
+DEFAULT_QDRANT_URL: Final = f"http://127.0.0.1:{DEFAULT_QDRANT_PORT}"
 
 _STORAGE_BACKENDS: Final[tuple[StorageBackend, ...]] = ("sqlite", "memory")
 _SQLITE_SYNCHRONOUS: Final[tuple[SqliteSynchronous, ...]] = ("NORMAL", "FULL")
@@ -59,10 +64,20 @@ _TOML_KEYS: Final = {
     "log_level": None,
     "allowed_hosts": None,
     "cors_origins": None,
+    "file_roots": None,
     "storage": ("backend", "synchronous"),
+    "memory": ("provider", "url", "host", "port", "collection", "pg_url"),
 }
 _EXPLICIT_TOKEN_SOURCES: Final = ("flag", "env", "config file")
 _HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+_MEMORY_PROVIDERS: Final[dict[str, MemoryProvider]] = {
+    "sqlite": "sqlite",
+    "qdrant": "qdrant",
+    "postgres": "postgres",
+    "pgvector": "postgres",
+    "memory": "memory",
+}
+_COLLECTION_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,62}")
 
 
 class ConfigError(Exception):
@@ -100,6 +115,19 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     """Browser origins allowed to call the API, as ``scheme://host[:port]``."""
     log_level: str = "INFO"
+    home_dir: Path | None = None
+    """The home folder the workspace browser is confined to: `HOME` (None, for settings built by hand: the home of
+    the user running the connector)."""
+    file_roots: tuple[Path, ...] = ()
+    """Folders `/api/file` may read from (``CLAW_FILE_ROOTS``, ``file_roots``); empty means HOME and /tmp."""
+    memory_provider: MemoryProvider = "sqlite"
+    """Where the memory viewer reads: the embedded SQLite file, a Qdrant server, PostgreSQL, or (tests) memory."""
+    memory_url: str | None = None
+    """The Qdrant server (``QDRANT_URL``, or built from ``MEMORY_HOST``/``MEMORY_PORT``)."""
+    memory_collection: str | None = None
+    """The Qdrant collection or the table (None: the backend's default, see the memory adapters)."""
+    memory_pg_url: str | None = field(default=None, repr=False)
+    """The PostgreSQL connection URL (it may hold a password)."""
 
     @property
     def token_file(self) -> Path:
@@ -212,6 +240,13 @@ class _Document:
         return _Value(node, f"{self.path}: key {dotted!r}", self.origin, self.path.parent)
 
 
+class _MemorySettings(TypedDict):
+    memory_provider: MemoryProvider
+    memory_url: str | None
+    memory_collection: str | None
+    memory_pg_url: str | None
+
+
 class _Loader:
     def __init__(self, env: Mapping[str, str], overrides: Mapping[str, object]) -> None:
         settable = {f.name for f in dataclasses.fields(Settings)} - {"auth_token_source"}
@@ -268,6 +303,9 @@ class _Loader:
             allowed_hosts=self.get("allowed_hosts", _allowed_hosts, (), env="CLAW_ALLOWED_HOSTS", toml="allowed_hosts"),
             cors_origins=self.get("cors_origins", _cors_origins, (), env="CLAW_CORS_ORIGINS", toml="cors_origins"),
             log_level=self.get("log_level", _log_level, "INFO", env="CLAW_LOG_LEVEL", toml="log_level"),
+            home_dir=self.get("home_dir", self.path, self.home),
+            file_roots=self.get("file_roots", self._file_roots, (), env="CLAW_FILE_ROOTS", toml="file_roots"),
+            **self._memory(config_file),
         )
 
     def find(
@@ -303,6 +341,59 @@ class _Loader:
         text = _string(dataclasses.replace(value, raw=raw))
         path = self.home / text[2:] if text == "~" or text.startswith("~/") else Path(text).expanduser()
         return path if path.is_absolute() else (value.base or Path.cwd()) / path
+
+    def _memory(self, config_file: Path) -> _MemorySettings:
+        """The memory settings. Without MEMORY_PROVIDER, a Qdrant URL or host, or a PostgreSQL URL, picks its backend
+        (what a user of the Node connector has set); otherwise the embedded SQLite file."""
+        # The environment first (a URL, else a host and port), then the TOML file the same way. Host and port are
+        # not settings of their own (so never flags): they make up memory_url.
+        url = self.find("memory_url", env="QDRANT_URL")
+        host = self.find("memory_host", env="MEMORY_HOST") or self.find("memory_host", env="QDRANT_HOST")
+        port = self.find("memory_port", env="MEMORY_PORT") or self.find("memory_port", env="QDRANT_PORT")
+        if url is None and host is None and port is None:
+            url = self.find("memory_url", toml="memory.url")
+            host = self.find("memory_host", toml="memory.host")
+            port = self.find("memory_port", toml="memory.port")
+        pg_url = self.get("memory_pg_url", _pg_url, None, env="MEMORY_PG_URL", toml="memory.pg_url")
+        qdrant_url = _http_url(url) if url is not None else _qdrant_url(host, port)
+
+        provider: MemoryProvider
+        provider_value = self.find("memory_provider", env="MEMORY_PROVIDER", toml="memory.provider")
+        if provider_value is not None:
+            provider = _memory_provider(provider_value)
+        elif qdrant_url is not None and pg_url is None:
+            provider = "qdrant"
+        elif pg_url is not None and qdrant_url is None:
+            provider = "postgres"
+        else:
+            provider = "sqlite"
+        if provider == "postgres" and pg_url is None:
+            where = f"environment variable MEMORY_PG_URL, or pg_url in [memory] of {config_file}"
+            raise ConfigError(f"the memory provider is postgres, but no PostgreSQL URL is set ({where})")
+        if provider == "qdrant" and qdrant_url is None:
+            qdrant_url = DEFAULT_QDRANT_URL
+        return _MemorySettings(
+            memory_provider=provider,
+            memory_url=qdrant_url,
+            memory_collection=self.get(
+                "memory_collection", _collection, None, env="MEMORY_COLLECTION", toml="memory.collection"
+            ),
+            memory_pg_url=pg_url,
+        )
+
+    def _file_roots(self, value: _Value) -> tuple[Path, ...]:
+        """Absolute folders (``~`` allowed); in the environment separated by ``os.pathsep``, as in PATH."""
+        if value.is_text:
+            value = dataclasses.replace(value, raw=str(value.raw).split(os.pathsep))
+        roots = []
+        for text in _strings(value):
+            if not (text.startswith(("/", "~/")) or text == "~"):
+                raise value.error(f"file root {text!r} must be an absolute path or start with ~/")
+            root = self.path(_Value(text, value.where, value.origin))
+            if root == Path("/"):
+                raise value.error("a file root of / would let the API read every file of this machine")
+            roots.append(root)
+        return tuple(dict.fromkeys(roots))
 
     def _gateway_ws_url(self) -> str:
         explicit = self.find("gateway_ws_url", env="GATEWAY_WS_URL")
@@ -478,6 +569,54 @@ def _sqlite_synchronous(value: _Value) -> SqliteSynchronous:
 
 def _log_level(value: _Value) -> str:
     return _choice(value, _LOG_LEVELS, str.upper, "log level")
+
+
+def _memory_provider(value: _Value) -> MemoryProvider:
+    """`pgvector` is another name for `postgres` (the adapter uses the extension when the database has it)."""
+    text = _string(value).lower()
+    if text not in _MEMORY_PROVIDERS:
+        raise value.error(f"unknown memory provider {text!r} (choose one of: {', '.join(_MEMORY_PROVIDERS)})")
+    return _MEMORY_PROVIDERS[text]
+
+
+def _http_url(value: _Value) -> str:
+    url = _string(value)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise value.error(f"{url!r} is not an http:// or https:// URL")
+    try:
+        _ = parts.port
+    except ValueError as error:
+        raise value.error(f"{url!r} has an invalid port") from error
+    if parts.username or parts.password:
+        raise value.error("must not hold a user name or password (give Qdrant's API key separately)")
+    return url.rstrip("/")
+
+
+def _qdrant_url(host: _Value | None, port: _Value | None) -> str | None:
+    """The Qdrant URL from a host and a port given apart (MEMORY_HOST/MEMORY_PORT), None when neither is."""
+    if host is None and port is None:
+        return None
+    host_name = "127.0.0.1" if host is None else _host(host)
+    if ":" in host_name and not host_name.startswith("["):
+        host_name = f"[{host_name}]"
+    port_number = DEFAULT_QDRANT_PORT if port is None else _port(port, lowest=1)
+    return f"http://{host_name}:{port_number}"
+
+
+def _pg_url(value: _Value) -> str:
+    url = _string(value)
+    # Never quote the URL back: it may hold a password.
+    if urlsplit(url).scheme not in ("postgres", "postgresql"):
+        raise value.error("must be a postgresql:// URL (for example postgresql://user@localhost:5432/mem0)")
+    return url
+
+
+def _collection(value: _Value) -> str:
+    name = _string(value)
+    if not _COLLECTION_NAME.fullmatch(name):
+        raise value.error(f"{name!r} is not a collection name (letters, digits, '_' and '-', at most 63)")
+    return name
 
 
 def _ws_url(value: _Value) -> str:

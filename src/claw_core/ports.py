@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Protocol
 
 from claw_core.model import (
@@ -29,14 +30,19 @@ __all__ = [
     "Clock",
     "Embedder",
     "EventSink",
+    "FileEntry",
+    "FileInfo",
+    "FileListing",
     "HistoryStore",
     "HistoryStores",
     "ImportCounts",
+    "LocalFiles",
     "MemoryPage",
     "MemoryStore",
     "MessagePage",
     "RenderedMessagePage",
     "RunRecord",
+    "SavedFile",
     "StoredUpload",
     "ThreadPage",
     "TitleSuggester",
@@ -237,6 +243,20 @@ class UploadStore(Protocol):
         (else from the user's file name, else `.bin`). Raise Invalid for a workspace name or thread id that is
         not valid, Forbidden when the thread's folder would resolve outside the store."""
 
+    async def adopt(
+        self, workspace: str, thread_id: str, staged_path: str, *, mime_type: str, file_name: str | None
+    ) -> StoredUpload:
+        """Like `save`, for a file already on disk (a transport's staging file): move it in under a new id (a
+        rename on the same filesystem, else a synced copy), 0600, and it is gone from `staged_path` afterwards.
+        Raise Invalid when `staged_path` is missing, a link or not a regular file (it is then left where it is);
+        same errors as `save` otherwise."""
+
+    async def locate(self, workspace: str, thread_id: str, stored_name: str) -> StoredUpload:
+        """The upload stored as `stored_name` (`<id><ext>`, exactly: an id prefix names nothing), its `mime_type`
+        read back from the extension, `file_name` as the user gave it (None when unknown). Raise NotFound when
+        there is none, Forbidden when the file or a folder on its way is a link or resolves outside the store;
+        Invalid for a workspace name or thread id that is not valid."""
+
     async def remove_thread(self, workspace: str, thread_id: str) -> None:
         """Delete every upload of the thread (nothing to do when it has none); same errors as `save`."""
 
@@ -335,3 +355,78 @@ class Embedder(Protocol):
     def dimensions(self) -> int: ...
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+
+# --- local files (the workspace browser and /api/file) ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    """A regular file that may be served, as found after resolving every link on its way."""
+
+    real_path: str
+    size: int
+    modified_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    """One entry of a directory listing."""
+
+    path: str
+    """Relative to the listed directory, `/`-separated."""
+    name: str
+    is_dir: bool
+    size: int
+    modified_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileListing:
+    entries: list[FileEntry]
+    """Depth first: each directory's children sorted folders first, then by name; a folder's own entries follow it."""
+    truncated: bool
+    """True when the walk stopped at `max_entries`."""
+
+
+@dataclass(frozen=True, slots=True)
+class SavedFile:
+    name: str
+    size: int
+
+
+class LocalFiles(Protocol):
+    """Files on this machine, reached only inside `roots`.
+
+    Every path given is absolute and lexically normalised by `claw_core.services.file_policy`, and already checked
+    to lie inside a root; the adapter checks again on the real file system, where a symlink may point anywhere:
+    the path with every link resolved must lie inside a root resolved the same way, and the file is then reached
+    from that root one component at a time without following links, so a link swapped in after the check is
+    refused rather than followed. Raise Forbidden for what resolves outside, NotFound for what is missing, Invalid
+    for a folder where a file is expected (and the reverse)."""
+
+    async def file_info(self, path: PurePosixPath, roots: Sequence[PurePosixPath]) -> FileInfo:
+        """The regular file at `path` (Forbidden for a device, FIFO or socket)."""
+
+    async def list_tree(
+        self, path: PurePosixPath, roots: Sequence[PurePosixPath], *, depth: int, hidden: bool, max_entries: int
+    ) -> FileListing:
+        """The folder's entries down to `depth` levels (1: its children only). Dot-files are left out unless
+        `hidden` (`.openclaw` always shows), `node_modules` always. A link is listed as what it points to when that
+        lies inside a root, never descended into, and left out otherwise."""
+
+    async def write(self, path: PurePosixPath, data: bytes, roots: Sequence[PurePosixPath]) -> None:
+        """Replace or create the file atomically (a synced temporary file renamed over it), creating missing
+        folders (0700); a new file is 0600, an existing one keeps its mode."""
+
+    async def delete(
+        self, path: PurePosixPath, roots: Sequence[PurePosixPath], protected: Sequence[PurePosixPath]
+    ) -> str:
+        """Delete the file, link or folder (recursively, never following a link inside it) named by `path`, and
+        say which: "file" or "dir". Forbidden when the entry resolves to, or holds, a `protected` folder."""
+
+    async def save_uploads(
+        self, directory: PurePosixPath, files: Sequence[tuple[str, str]], roots: Sequence[PurePosixPath]
+    ) -> list[SavedFile]:
+        """Copy each `(name, source_path)` into `directory` (created when missing) under `name`, or `name (n)` when
+        that is taken; never replaces a file. `name` is a clean base name."""

@@ -226,7 +226,7 @@ async def test_preflight_from_an_allowlisted_origin(
         methods = {part.strip() for part in response.headers["Access-Control-Allow-Methods"].split(",")}
         assert methods == {"GET", "POST", "PUT", "PATCH", "DELETE"}
         allowed = {part.strip().lower() for part in response.headers["Access-Control-Allow-Headers"].split(",")}
-        assert allowed == {"authorization", "content-type", "x-workspace"}
+        assert allowed == {"authorization", "content-type", "x-workspace", "range"}
         assert int(response.headers["Access-Control-Max-Age"]) > 0
         assert "*" not in str(response.headers)
     assert http_harness.calls == []

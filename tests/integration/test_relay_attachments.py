@@ -58,7 +58,8 @@ async def test_attachments_are_saved_and_the_gateway_gets_their_paths(tmp_path: 
         assert forwarded["attachments"] == attachments  # images still reach the gateway inline
         assert [p.parent for p in paths] == [uploads, uploads]
         assert [p.suffix for p in paths] == [".png", ".txt"]
-        assert listing(uploads) == sorted(p.name for p in paths)  # no temporary files, nothing named by the user
+        # No temporary files, nothing named by the user: each file and the sidecar keeping its original name.
+        assert listing(uploads) == sorted([*(p.name for p in paths), *(f".{p.name}.json" for p in paths)])
         assert [p.read_bytes() for p in paths] == [PNG, NOTES]
         assert [stat.S_IMODE(p.stat().st_mode) for p in paths] == [0o600, 0o600]
         assert stat.S_IMODE(uploads.stat().st_mode) == 0o700

@@ -14,6 +14,7 @@ from claw_adapters.storage.workspace_file import InMemoryWorkspaceRegistry
 from claw_core.api.contract import ApiRequest, Router
 from claw_core.api.history_routes import HistoryApi, history_routes
 from claw_core.api.router import build_router
+from claw_core.api.upload_routes import UploadsApi, upload_routes
 from claw_core.model import JsonObject
 from claw_core.ports import HistoryStores
 from claw_core.services.history import ActiveThreads, HistoryService
@@ -99,4 +100,5 @@ async def build_harness(stores: HistoryStores | None = None) -> Harness:
     cleanup = RecordingCleanup()
     uploads = InMemoryUploadStore()
     api = HistoryApi(workspaces, history, TransferService(stores), cleanup, uploads, clock, time.monotonic())
-    return Harness(build_router(history_routes(api)), workspaces, history, events, stores, cleanup, uploads)
+    routes = [*history_routes(api), *upload_routes(UploadsApi(workspaces, history, uploads))]
+    return Harness(build_router(routes), workspaces, history, events, stores, cleanup, uploads)

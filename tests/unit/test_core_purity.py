@@ -6,10 +6,10 @@ import sys
 PROBE = """
 import sys
 already = set(sys.modules)  # what the interpreter's site hooks loaded before us
-import claw_core, claw_core.model, claw_core.errors, claw_core.ports, claw_core.validation
-import claw_core.api.contract, claw_core.api.history_routes, claw_core.api.openapi, claw_core.api.router
-import claw_core.services.history, claw_core.services.workspaces, claw_core.services.transfer
-import claw_core.services.events, claw_core.services.titles, claw_core.services.clock
+import importlib, pkgutil
+import claw_core
+for module in pkgutil.walk_packages(claw_core.__path__, "claw_core."):  # every module, as a frontend may import any
+    importlib.import_module(module.name)
 std = set(sys.stdlib_module_names)
 foreign = sorted({m.split(".")[0] for m in set(sys.modules) - already} - std - {"claw_core", "__main__"})
 print(",".join(foreign))

@@ -65,6 +65,7 @@ def test_defaults_with_an_empty_home(home: Path, env: dict[str, str]) -> None:
         data_dir=state / "clawchats",
         agent_workspace_dir=state / "workspace",
         sessions_dir=state / "agents",
+        home_dir=home,
     )
     assert settings.host == "127.0.0.1"
     assert settings.port == 3001
@@ -503,3 +504,111 @@ def test_exposed_bind_with_an_explicit_token_is_allowed(
 def test_exposed_bind_with_a_token_in_the_toml_file_is_allowed(home: Path, env: dict[str, str]) -> None:
     write_toml(home, 'host = "0.0.0.0"\nauth_token = "a-long-token"\n')
     load_settings(env).check_bind()
+
+
+# --- memory backend ---------------------------------------------------------------------------------------------------
+
+
+def test_memory_defaults_to_the_embedded_sqlite_file(env: dict[str, str]) -> None:
+    settings = load_settings(env)
+    assert settings.memory_provider == "sqlite"
+    assert settings.memory_url is None
+    assert settings.memory_collection is None
+    assert settings.memory_pg_url is None
+
+
+@pytest.mark.parametrize(
+    ("value", "provider"),
+    [
+        ("qdrant", "qdrant"),
+        ("POSTGRES", "postgres"),
+        ("pgvector", "postgres"),
+        ("memory", "memory"),
+        ("sqlite", "sqlite"),
+    ],
+)
+def test_memory_provider_from_the_environment(env: dict[str, str], value: str, provider: str) -> None:
+    env |= {"MEMORY_PROVIDER": value, "MEMORY_PG_URL": "postgresql://me@localhost/mem0"}
+    assert load_settings(env).memory_provider == provider
+
+
+def test_qdrant_defaults_to_the_local_server(env: dict[str, str]) -> None:
+    settings = load_settings(env | {"MEMORY_PROVIDER": "qdrant", "MEMORY_COLLECTION": "mem0-memories"})
+    assert settings.memory_url == "http://127.0.0.1:6333"
+    assert settings.memory_collection == "mem0-memories"
+
+
+def test_qdrant_url_comes_first_then_memory_host_then_qdrant_host(env: dict[str, str]) -> None:
+    hosts = {"MEMORY_HOST": "memhost", "MEMORY_PORT": "7000", "QDRANT_HOST": "qhost", "QDRANT_PORT": "7001"}
+    assert load_settings(env | hosts | {"QDRANT_URL": "https://q.example:6334/"}).memory_url == "https://q.example:6334"
+    assert load_settings(env | hosts).memory_url == "http://memhost:7000"
+    assert load_settings(env | {"QDRANT_HOST": "qhost", "QDRANT_PORT": "7001"}).memory_url == "http://qhost:7001"
+    assert load_settings(env | {"MEMORY_HOST": "::1"}).memory_url == "http://[::1]:6333"
+
+
+def test_a_qdrant_url_or_a_postgres_url_alone_picks_its_provider(env: dict[str, str]) -> None:
+    assert load_settings(env | {"QDRANT_URL": "http://localhost:6333"}).memory_provider == "qdrant"
+    assert load_settings(env | {"MEMORY_HOST": "localhost"}).memory_provider == "qdrant"
+    assert load_settings(env | {"MEMORY_PG_URL": "postgres://u@h/db"}).memory_provider == "postgres"
+    both = {"QDRANT_URL": "http://localhost:6333", "MEMORY_PG_URL": "postgres://u@h/db"}
+    assert load_settings(env | both).memory_provider == "sqlite"  # ambiguous: MEMORY_PROVIDER decides
+
+
+def test_memory_settings_from_the_toml_file(home: Path, env: dict[str, str]) -> None:
+    write_toml(
+        home,
+        '[memory]\nprovider = "pgvector"\npg_url = "postgresql://me@db.internal/mem0"\ncollection = "memories_2"\n',
+    )
+    settings = load_settings(env)
+    assert settings.memory_provider == "postgres"
+    assert settings.memory_pg_url == "postgresql://me@db.internal/mem0"
+    assert settings.memory_collection == "memories_2"
+    assert "db.internal" not in repr(settings)
+
+
+def test_memory_host_in_the_toml_file_yields_to_the_environment(home: Path, env: dict[str, str]) -> None:
+    write_toml(home, '[memory]\nprovider = "qdrant"\nhost = "filehost"\nport = 6400\n')
+    assert load_settings(env).memory_url == "http://filehost:6400"
+    assert load_settings(env | {"QDRANT_URL": "http://envhost:1"}).memory_url == "http://envhost:1"
+
+
+def test_postgres_without_a_url_is_a_clear_error(home: Path, env: dict[str, str]) -> None:
+    message = config_error(env | {"MEMORY_PROVIDER": "postgres"})
+    assert "postgres" in message
+    assert "MEMORY_PG_URL" in message
+    assert str(home / ".openclaw" / "clawchats" / "connector.toml") in message
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({"MEMORY_PROVIDER": "redis"}, "environment variable MEMORY_PROVIDER: unknown memory provider 'redis'"),
+        ({"QDRANT_URL": "ftp://q:6333"}, "environment variable QDRANT_URL: 'ftp://q:6333' is not an http://"),
+        ({"QDRANT_URL": "http://q:99999"}, "has an invalid port"),
+        ({"MEMORY_PORT": "abc"}, "environment variable MEMORY_PORT: must be an integer"),
+        ({"QDRANT_PORT": "0"}, "environment variable QDRANT_PORT: port 0 is out of range"),
+        ({"MEMORY_HOST": "http://q"}, "environment variable MEMORY_HOST: 'http://q' is not a host name"),
+        ({"MEMORY_COLLECTION": "a b"}, "environment variable MEMORY_COLLECTION: 'a b' is not a collection name"),
+        ({"MEMORY_COLLECTION": "x" * 64}, "is not a collection name"),
+    ],
+)
+def test_bad_memory_values_are_clear_errors(env: dict[str, str], variables: dict[str, str], expected: str) -> None:
+    assert expected in config_error(env | variables)
+
+
+def test_a_bad_postgres_url_is_refused_without_echoing_it(env: dict[str, str]) -> None:
+    message = config_error(env | {"MEMORY_PG_URL": "mysql://root:s3cret@db/x"})
+    assert "MEMORY_PG_URL" in message
+    assert "postgresql://" in message
+    assert "s3cret" not in message
+
+
+def test_a_qdrant_url_with_credentials_is_refused(env: dict[str, str]) -> None:
+    message = config_error(env | {"QDRANT_URL": "http://admin:s3cret@q:6333"})
+    assert "QDRANT_URL" in message
+    assert "s3cret" not in message
+
+
+def test_an_unknown_key_in_the_memory_table_is_reported(home: Path, env: dict[str, str]) -> None:
+    write_toml(home, '[memory]\nprovder = "qdrant"\n')
+    assert "unknown key 'memory.provder'" in config_error(env)

@@ -17,6 +17,7 @@ from multidict import CIMultiDict
 
 from claw_adapters.http.addresses import client_key, host_allowed
 from claw_adapters.http.bodies import too_large
+from claw_adapters.http.multipart import body_limit
 from claw_adapters.http.paths import decoded_path
 from claw_adapters.http.ratelimit import FailureLimiter
 from claw_adapters.http.responses import error_message, json_error, render, secure_headers
@@ -29,7 +30,7 @@ __all__ = ["CORS_ALLOW_HEADERS", "CORS_ALLOW_METHODS", "defer_expect", "guard_mi
 log = logging.getLogger(__name__)
 
 CORS_ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE"
-CORS_ALLOW_HEADERS = "Authorization, Content-Type, X-Workspace"
+CORS_ALLOW_HEADERS = "Authorization, Content-Type, X-Workspace, Range"
 
 
 def guard_middleware(router: Router, settings: HttpSettings, limiter: FailureLimiter) -> Middleware:
@@ -137,7 +138,7 @@ class _Guards:
         encoding = request.headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower()
         if encoding != "identity":
             return json_error(415, "Content-Encoding not supported")
-        limit = self._router.max_body_for(request.method, path)
+        limit = body_limit(self._router, request.method, path)
         if request.content_length is not None and request.content_length > limit:
             response = render(error_response(too_large(limit)))
             response.force_close()

@@ -38,6 +38,13 @@ class HttpSettings:
     (so it also closes idle keep-alive connections). Bytes trickling in do not extend it."""
     body_timeout_s: float = 30.0
     """Absolute deadline for reading a request body once its headers are in."""
+    upload_timeout_s: float = 300.0
+    """Absolute deadline for streaming a multipart upload (up to a route's `MultipartLimits`) once its headers are
+    in: longer than `body_timeout_s`, since such a body may be a hundred megabytes, yet still a deadline."""
+    staging_dir: str | None = None
+    """Where multipart file parts are streamed before a handler takes them over (0700, created when missing; files
+    0600). Best on the filesystem of the upload store, so taking a file over is a rename. None: a private temporary
+    folder made when the app starts and removed when it stops."""
     shutdown_timeout_s: float = 10.0
     """How long `HttpServer.stop` lets in-flight requests finish before cancelling them."""
     max_header_bytes: int = 8190
@@ -68,6 +75,7 @@ class HttpSettings:
             "max_connections_per_client": self.max_connections_per_client,
             "header_timeout_s": self.header_timeout_s,
             "body_timeout_s": self.body_timeout_s,
+            "upload_timeout_s": self.upload_timeout_s,
             "max_header_bytes": self.max_header_bytes,
             "max_headers": self.max_headers,
         }

@@ -71,9 +71,10 @@ def _operation(route: Route) -> dict[str, Any]:
         "responses": responses,
     }
     if route.body_schema is not None:
+        media_type = "multipart/form-data" if route.multipart is not None else "application/json"
         operation["requestBody"] = {
             "required": "required" in route.body_schema,
-            "content": {"application/json": {"schema": route.body_schema}},
+            "content": {media_type: {"schema": route.body_schema}},
         }
     if not route.requires_auth:
         operation["security"] = []
