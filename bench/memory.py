@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import random
 import statistics
 import sys
@@ -168,6 +169,7 @@ async def main() -> None:
     for name in args.backends.split(","):
         async with openers[name]() as store:
             await bench_backend(name, store, texts, args)
+        gc.collect()  # what the previous backend left (qdrant local mode: 100,000 points) is not the next one's cost
 
 
 if __name__ == "__main__":
