@@ -313,7 +313,8 @@ class MemoryStore(Protocol):
     - ids are UUIDs; `add` mints one unless given one, and an id that is not a UUID is simply not found;
     - `page` walks every memory exactly once in ascending id order, `limit` at a time, following `next_cursor`;
     - `search` matches words case-insensitively in the text, filtered by the backend itself (never by fetching every
-      memory), best matches first; with an embedder configured it may rank by meaning instead;
+      memory), best matches first among a bounded window of matches (ADR 0008: a word held by every memory
+      does not make the backend rank every memory); with an embedder configured it may rank by meaning instead;
     - `update` replaces `payload.data` (and refreshes `hash` and `updated_at`), leaving the rest of the payload;
     - a backend that cannot be reached raises `Unavailable` (503) from every call but `status`, which reports it.
     """
