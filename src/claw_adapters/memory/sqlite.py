@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from claw_adapters.storage.sqlite_transactions import in_transaction
 from claw_core.errors import Conflict, Invalid, NotFound, Unavailable
 from claw_core.model import JsonObject, MemoryItem, MemoryStatus
 from claw_core.ports import MemoryPage
@@ -234,8 +235,10 @@ class SqliteMemoryStore:
 
     async def _run(self, job: _Job[_T]) -> _T:
         conn = await self._connection()
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, _in_transaction, conn, job)
+        try:  # IMMEDIATE for every call: most are writes or short reads, one connection serves them all
+            return await asyncio.get_running_loop().run_in_executor(
+                self._executor, in_transaction, conn, "BEGIN IMMEDIATE", job
+            )
         except sqlite3.DatabaseError as error:
             if not _is_unavailable(error):
                 raise
@@ -275,7 +278,7 @@ def _connect(path: Path, sql: _Sql) -> sqlite3.Connection:
         conn.execute("PRAGMA busy_timeout = 5000")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
-        _in_transaction(conn, lambda c: _prepare_schema(c, sql))
+        in_transaction(conn, "BEGIN IMMEDIATE", lambda c: _prepare_schema(c, sql))
     except BaseException:
         conn.close()
         raise
@@ -300,19 +303,6 @@ def _statements(script: str) -> list[str]:
             statements.append(text)
             current = []
     return statements
-
-
-def _in_transaction(conn: sqlite3.Connection, job: _Job[_T]) -> _T:
-    # IMMEDIATE for every call: most are writes or short reads, and a write never fails half way on a lock upgrade.
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        result = job(conn)
-    except BaseException:
-        if conn.in_transaction:  # SQLite may already have rolled back (e.g. disk full)
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return result
 
 
 def _require(conn: sqlite3.Connection, sql: str, key: str) -> MemoryItem:

@@ -30,6 +30,7 @@ from claw_adapters.storage.sqlite_schema import (
     migrate,
     rebuild_search_index,
 )
+from claw_adapters.storage.sqlite_transactions import in_transaction
 from claw_core.errors import Conflict, Invalid, NotFound, Unavailable
 from claw_core.model import (
     DEFAULT_THREAD_TITLE,
@@ -419,7 +420,7 @@ def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
         conn.execute(f"PRAGMA synchronous = {synchronous}")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA analysis_limit = 1000")  # the ANALYZE that `PRAGMA optimize` may run at close stays quick
-        _in_transaction(conn, "BEGIN IMMEDIATE", lambda c: _prepare_schema(c, path))
+        in_transaction(conn, "BEGIN IMMEDIATE", lambda c: _prepare_schema(c, path))
     except BaseException:
         conn.close()
         raise
@@ -440,19 +441,7 @@ def _close_connection(conn: sqlite3.Connection) -> None:
 
 def _read_transaction(job: _Job[_T], conn: sqlite3.Connection) -> _T:
     """One snapshot for the whole job, even when it runs several statements."""
-    return _in_transaction(conn, "BEGIN", job)
-
-
-def _in_transaction(conn: sqlite3.Connection, begin: str, job: _Job[_T]) -> _T:
-    conn.execute(begin)
-    try:
-        result = job(conn)
-    except BaseException:
-        if conn.in_transaction:  # SQLite may already have rolled back (e.g. disk full)
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return result
+    return in_transaction(conn, "BEGIN", job)
 
 
 def _is_busy(error: sqlite3.OperationalError) -> bool:
