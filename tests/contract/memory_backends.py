@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from claw_adapters.memory.hashing_embedder import HashingEmbedder
 from claw_adapters.memory.in_memory import InMemoryMemoryStore
 from claw_adapters.memory.postgres import PostgresMemoryStore
 from claw_adapters.memory.qdrant import QdrantMemoryStore
@@ -126,10 +127,35 @@ async def _postgres_closed_port(request: pytest.FixtureRequest, tmp_path: Path) 
         await store.close()
 
 
+@asynccontextmanager
+async def _postgres_pgvector(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MemoryStore]:
+    """The semantic path: a server with pgvector, a table of its own, and an embedder. The store creates the
+    extension (once, in the session's database) and the table's `vector` column itself; a fresh database per test
+    would cost 0.3 s more each (test_memory_pgvector.py makes its own, to watch the extension being created)."""
+    dsn = request.getfixturevalue("pgvector_dsn")
+    async with fresh_collection(dsn) as collection:
+        store = PostgresMemoryStore(dsn=dsn, collection=collection, embedder=HashingEmbedder())
+        try:
+            yield store
+        finally:
+            await store.close()
+
+
+@asynccontextmanager
+async def _postgres_pgvector_closed_port(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MemoryStore]:
+    dsn = f"postgresql://claw:not-the-password@127.0.0.1:{closed_loopback_port()}/claw"
+    store = PostgresMemoryStore(dsn=dsn, collection=None, embedder=HashingEmbedder(), connect_timeout_s=2.0)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
 MEMORY_BACKENDS: dict[str, MemoryBackend] = {
     "memory": MemoryBackend(_in_memory, _in_memory_switched_off, backend="memory"),
     "sqlite": MemoryBackend(_sqlite, _sqlite_on_a_directory, backend="sqlite"),
     # --- other backends register here (H4: "qdrant", H5: "postgres"), one entry each -------------------------------
     "qdrant": MemoryBackend(_qdrant_local, _qdrant_closed_port, backend="qdrant"),
     "postgres": MemoryBackend(_postgres, _postgres_closed_port, backend="postgres"),
+    "postgres-pgvector": MemoryBackend(_postgres_pgvector, _postgres_pgvector_closed_port, backend="postgres"),
 }

@@ -2,8 +2,8 @@
 
 The common behaviour is in test_memory_contract.py. The tests here use the session's real server
 (tests/support/postgres_server.py), each in a database of its own, or a server of their own to stop, or a port
-where nothing answers. The pgvector path is not exercised: Debian has no pgvector package for this machine (see
-docs/adr/0010-postgres-memory-search.md).
+where nothing answers. Debian's PostgreSQL here has no pgvector: the semantic path is tested in
+test_memory_pgvector.py, on a server that has it (docs/adr/0010-postgres-memory-search.md).
 """
 
 from __future__ import annotations

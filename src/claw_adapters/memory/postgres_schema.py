@@ -2,7 +2,9 @@
 
 mem0's pgvector store keeps a collection in a table `<collection>(id UUID PRIMARY KEY, vector vector(n), payload
 JSONB)`. We read such a table as it is. When the table is missing we create `id UUID PRIMARY KEY, payload JSONB,
-created_at TIMESTAMPTZ` (plus mem0's `vector` column when an embedder is configured and pgvector is installed).
+created_at TIMESTAMPTZ` (plus mem0's `vector vector(n)` column, n the embedder's size, when an embedder is
+configured and `CREATE EXTENSION vector` succeeds: pgvector is not a trusted extension, so for a role that is not a
+superuser someone must have created it in the database beforehand; otherwise search is by words, with a warning).
 
 Word search needs a trigram index: `CREATE EXTENSION pg_trgm` (a trusted extension: a database owner may create it)
 and a GIN index on `payload->>'data'`, without GIN's pending list (`fastupdate = off`): memories are written rarely
