@@ -15,6 +15,7 @@ from claw_adapters.gateway.client import GatewayClient
 from claw_adapters.gateway.identity import DEFAULT_FILE_NAME, DeviceIdentity
 from claw_adapters.gateway.transcripts import SessionTranscriptFiles
 from claw_adapters.memory.in_memory import InMemoryMemoryStore
+from claw_adapters.memory.openai_embedder import OpenAICompatibleEmbedder
 from claw_adapters.memory.sqlite import DEFAULT_FILE_NAME as MEMORY_FILE
 from claw_adapters.memory.sqlite import SqliteMemoryStore
 from claw_adapters.storage.memory import InMemoryHistoryStores
@@ -25,7 +26,7 @@ from claw_adapters.storage.workspace_file import InMemoryWorkspaceRegistry, Json
 from claw_app.settings import Settings
 from claw_core import __version__
 from claw_core.api.file_routes import FileApi
-from claw_core.ports import MemoryStore
+from claw_core.ports import Embedder, MemoryStore
 from claw_core.services.browser_session import BrowserSession
 from claw_core.services.chat_relay import ChatRelay
 from claw_core.services.clock import SystemClock
@@ -48,16 +49,35 @@ PENDING_SESSIONS_FILE = "pending-session-cleanups.json"
 # the default (SQLite) needs neither.
 
 
-def _qdrant_store(url: str | None, collection: str | None) -> MemoryStore:
+def _qdrant_store(url: str | None, collection: str | None, embedder: Embedder | None) -> MemoryStore:
     from claw_adapters.memory.qdrant import QdrantMemoryStore
 
-    return QdrantMemoryStore(url=url, path=None, collection=collection)
+    return QdrantMemoryStore(url=url, path=None, collection=collection, embedder=embedder)
 
 
-def _postgres_store(dsn: str, collection: str | None) -> MemoryStore:
+def _postgres_store(dsn: str, collection: str | None, embedder: Embedder | None) -> MemoryStore:
     from claw_adapters.memory.postgres import PostgresMemoryStore
 
-    return PostgresMemoryStore(dsn=dsn, collection=collection)
+    return PostgresMemoryStore(dsn=dsn, collection=collection, embedder=embedder)
+
+
+def _embedder(
+    url: str | None, model: str | None, api_key: str | None, dimensions: int | None
+) -> OpenAICompatibleEmbedder | None:
+    """The configured embedder (settings give a URL and a model together, or neither); None: search by words."""
+    if url is None or model is None:
+        return None
+    return OpenAICompatibleEmbedder(base_url=url, model=model, api_key=api_key, dimensions=dimensions)
+
+
+def configured_embedder(settings: Settings) -> OpenAICompatibleEmbedder | None:
+    """The embedder the settings name, for code outside the container (`claw memory copy`)."""
+    return _embedder(
+        settings.memory_embedder_url,
+        settings.memory_embedder_model,
+        settings.memory_embedder_api_key,
+        settings.memory_embedder_dimensions,
+    )
 
 
 class Container(containers.DeclarativeContainer):
@@ -103,6 +123,23 @@ class Container(containers.DeclarativeContainer):
     )
     transfer = providers.Singleton(TransferService, stores=history_stores)
 
+    # Semantic search in the stores that hold vectors (Qdrant, PostgreSQL with pgvector); SQLite and the in-memory
+    # store have none, so they get no embedder. Constructing one never connects (docs/adr/0011).
+    configured_embedder = providers.Singleton(
+        _embedder,
+        config.memory_embedder_url,
+        config.memory_embedder_model,
+        config.memory_embedder_api_key,
+        config.memory_embedder_dimensions,
+    )
+    embedder = providers.Selector(
+        config.memory_provider,
+        qdrant=configured_embedder,
+        postgres=configured_embedder,
+        sqlite=providers.Object(None),
+        memory=providers.Object(None),
+    )
+
     # Constructing a memory store never connects: the connector starts (and says so in /api/memory/status) while
     # the chosen backend is down.
     memory_store = providers.Selector(
@@ -113,8 +150,8 @@ class Container(containers.DeclarativeContainer):
             collection=config.memory_collection,
         ),
         memory=providers.Singleton(InMemoryMemoryStore),
-        qdrant=providers.Singleton(_qdrant_store, config.memory_url, config.memory_collection),
-        postgres=providers.Singleton(_postgres_store, config.memory_pg_url, config.memory_collection),
+        qdrant=providers.Singleton(_qdrant_store, config.memory_url, config.memory_collection, embedder),
+        postgres=providers.Singleton(_postgres_store, config.memory_pg_url, config.memory_collection, embedder),
     )
 
     # The file routes: HOME, the read roots and the folders a delete must spare come from `_file_settings`.
@@ -193,6 +230,10 @@ def build_container(settings: Settings) -> Container:
             "memory_url": settings.memory_url,
             "memory_collection": settings.memory_collection,
             "memory_pg_url": settings.memory_pg_url,
+            "memory_embedder_url": settings.memory_embedder_url,
+            "memory_embedder_model": settings.memory_embedder_model,
+            "memory_embedder_api_key": settings.memory_embedder_api_key,
+            "memory_embedder_dimensions": settings.memory_embedder_dimensions,
         }
     )
     return container

@@ -20,9 +20,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from tqdm import tqdm
 
 from claw_adapters.memory.sqlite import DEFAULT_FILE_NAME, SqliteMemoryStore
+from claw_app.container import configured_embedder
 from claw_app.settings import DEFAULT_QDRANT_URL, ConfigError, Settings
 from claw_core.errors import Invalid
-from claw_core.ports import MemoryStore
+from claw_core.ports import Embedder, MemoryStore
 from claw_core.services.memory_copy import DEFAULT_BATCH_SIZE, CopyProgress, CopyReport, copy_memories
 
 __all__ = ["SPEC_HELP", "BackendSpec", "copy_command", "open_store", "parse_spec"]
@@ -128,18 +129,19 @@ def _safe(spec: str) -> str:
     return spec.replace(parts.password, "***") if parts.password else spec
 
 
-def open_store(spec: BackendSpec) -> MemoryStore:
-    """The store a spec names; nothing is opened or connected until it is used."""
+def open_store(spec: BackendSpec, embedder: Embedder | None = None) -> MemoryStore:
+    """The store a spec names; nothing is opened or connected until it is used. `embedder` serves the stores that
+    keep vectors (Qdrant, PostgreSQL with pgvector); SQLite has none."""
     if spec.kind == "sqlite":
         return SqliteMemoryStore(Path(spec.location), collection=spec.collection)
     if spec.kind in ("qdrant", "qdrant-local"):
         from claw_adapters.memory.qdrant import QdrantMemoryStore
 
         url, path = (spec.location, None) if spec.kind == "qdrant" else (None, spec.location)
-        return QdrantMemoryStore(url=url, path=path, collection=spec.collection)
+        return QdrantMemoryStore(url=url, path=path, collection=spec.collection, embedder=embedder)
     from claw_adapters.memory.postgres import PostgresMemoryStore
 
-    return PostgresMemoryStore(dsn=spec.location, collection=spec.collection)
+    return PostgresMemoryStore(dsn=spec.location, collection=spec.collection, embedder=embedder)
 
 
 async def copy_command(
@@ -153,9 +155,14 @@ async def copy_command(
     """Run a copy; returns the exit status (0 done and verified, 1 the counts disagree)."""
     source, target, state = _plan(source_spec, target_spec, settings, resume)
     async with AsyncExitStack() as stack:
+        # The target embeds what it receives with the configured model, so that copied memories are found by meaning
+        # there as the ones mem0 wrote are (a source only reads, its vectors are not needed).
+        embedder = configured_embedder(settings)
+        if embedder is not None:
+            stack.push_async_callback(embedder.close)
         stores = []
         for role, spec in (("source", source), ("target", target)):
-            store = open_store(spec)
+            store = open_store(spec, embedder if role == "target" else None)
             stack.push_async_callback(store.close)
             status = await store.status()
             if not status.reachable:

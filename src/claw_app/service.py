@@ -68,6 +68,8 @@ class ConnectorService:
         await container.chat_relay().start()
         await container.session_janitor().start()
         await container.gateway().start()
+        if (embedder := container.embedder()) is not None:
+            embedder.prefetch_dimensions()  # in the background: the stores read the vector size before embedding
         http_settings = HttpSettings(
             token=settings.auth_token or "",
             allowed_hosts=settings.allowed_hosts,
@@ -98,4 +100,6 @@ class ConnectorService:
         await self.container.history().close()
         await self.container.history_stores().close()
         await self.container.memory_store().close()
+        if (embedder := self.container.embedder()) is not None:
+            await embedder.close()
         log.info("connector stopped")

@@ -66,7 +66,19 @@ _TOML_KEYS: Final = {
     "cors_origins": None,
     "file_roots": None,
     "storage": ("backend", "synchronous"),
-    "memory": ("provider", "url", "host", "port", "collection", "pg_url"),
+    "memory": (
+        "provider",
+        "url",
+        "host",
+        "port",
+        "collection",
+        "pg_url",
+        "embedder_url",
+        "embedder_model",
+        "embedder_api_key",
+        "embedder_api_key_file",
+        "embedder_dimensions",
+    ),
 }
 _EXPLICIT_TOKEN_SOURCES: Final = ("flag", "env", "config file")
 _HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
@@ -128,6 +140,15 @@ class Settings:
     """The Qdrant collection or the table (None: the backend's default, see the memory adapters)."""
     memory_pg_url: str | None = field(default=None, repr=False)
     """The PostgreSQL connection URL (it may hold a password)."""
+    memory_embedder_url: str | None = None
+    """An OpenAI-compatible embeddings endpoint, up to before ``/embeddings`` (e.g. ``http://127.0.0.1:11434/v1``):
+    Qdrant and PostgreSQL then rank searches by meaning. None: by words."""
+    memory_embedder_model: str | None = None
+    """The embedding model, the one mem0 filled the store with (set exactly when `memory_embedder_url` is)."""
+    memory_embedder_api_key: str | None = field(default=None, repr=False)
+    """Sent as a Bearer token to the embedder; from ``MEMORY_EMBEDDER_API_KEY`` or a 0600 key file."""
+    memory_embedder_dimensions: int | None = None
+    """The size of the model's vectors; None: learned from the embedder's first answer."""
 
     @property
     def token_file(self) -> Path:
@@ -247,6 +268,13 @@ class _MemorySettings(TypedDict):
     memory_pg_url: str | None
 
 
+class _EmbedderSettings(TypedDict):
+    memory_embedder_url: str | None
+    memory_embedder_model: str | None
+    memory_embedder_api_key: str | None
+    memory_embedder_dimensions: int | None
+
+
 class _Loader:
     def __init__(self, env: Mapping[str, str], overrides: Mapping[str, object]) -> None:
         settable = {f.name for f in dataclasses.fields(Settings)} - {"auth_token_source"}
@@ -306,6 +334,7 @@ class _Loader:
             home_dir=self.get("home_dir", self.path, self.home),
             file_roots=self.get("file_roots", self._file_roots, (), env="CLAW_FILE_ROOTS", toml="file_roots"),
             **self._memory(config_file),
+            **self._memory_embedder(config_file),
         )
 
     def find(
@@ -379,6 +408,48 @@ class _Loader:
                 "memory_collection", _collection, None, env="MEMORY_COLLECTION", toml="memory.collection"
             ),
             memory_pg_url=pg_url,
+        )
+
+    def _memory_embedder(self, config_file: Path) -> _EmbedderSettings:
+        """The embedder of semantic memory search: a URL and a model, both or neither; an API key and the vector
+        size are optional. The key is never quoted in an error (see `read_token_file` for a key file)."""
+        url = self.get(
+            "memory_embedder_url", _embedder_url, None, env="MEMORY_EMBEDDER_URL", toml="memory.embedder_url"
+        )
+        model = self.get(
+            "memory_embedder_model", _string, None, env="MEMORY_EMBEDDER_MODEL", toml="memory.embedder_model"
+        )
+        key = self.find("memory_embedder_api_key", env="MEMORY_EMBEDDER_API_KEY", toml="memory.embedder_api_key")
+        key_file = self.find(
+            "memory_embedder_api_key_file", env="MEMORY_EMBEDDER_API_KEY_FILE", toml="memory.embedder_api_key_file"
+        )
+        dimensions = self.get(
+            "memory_embedder_dimensions",
+            _dimensions,
+            None,
+            env="MEMORY_EMBEDDER_DIMENSIONS",
+            toml="memory.embedder_dimensions",
+        )
+        names = "MEMORY_EMBEDDER_URL and MEMORY_EMBEDDER_MODEL (or embedder_url and embedder_model in [memory]"
+        where = f"{names} of {config_file})"
+        if (url is None) != (model is None):
+            missing = "model" if model is None else "URL"
+            raise ConfigError(
+                f"the memory embedder needs both a URL and a model (the one mem0 used), but its {missing} is not set:"
+                f" set {where}"
+            )
+        if url is None and (key is not None or key_file is not None or dimensions is not None):
+            raise ConfigError(f"an embedder API key or size is set, but no embedder: set {where}")
+        api_key = None
+        if key is not None:
+            api_key = _string(key)
+        elif key_file is not None:
+            api_key = _read_key_file(self.path(key_file))
+        return _EmbedderSettings(
+            memory_embedder_url=url,
+            memory_embedder_model=model,
+            memory_embedder_api_key=api_key,
+            memory_embedder_dimensions=dimensions,
         )
 
     def _file_roots(self, value: _Value) -> tuple[Path, ...]:
@@ -579,7 +650,7 @@ def _memory_provider(value: _Value) -> MemoryProvider:
     return _MEMORY_PROVIDERS[text]
 
 
-def _http_url(value: _Value) -> str:
+def _http_url(value: _Value, *, key_hint: str = "give Qdrant's API key separately") -> str:
     url = _string(value)
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -589,8 +660,19 @@ def _http_url(value: _Value) -> str:
     except ValueError as error:
         raise value.error(f"{url!r} has an invalid port") from error
     if parts.username or parts.password:
-        raise value.error("must not hold a user name or password (give Qdrant's API key separately)")
+        raise value.error(f"must not hold a user name or password ({key_hint})")
     return url.rstrip("/")
+
+
+def _embedder_url(value: _Value) -> str:
+    return _http_url(value, key_hint="give the key in MEMORY_EMBEDDER_API_KEY or a key file")
+
+
+def _dimensions(value: _Value) -> int:
+    number = _integer(value)
+    if not 1 <= number <= 65536:
+        raise value.error(f"a vector size must be between 1 and 65536, not {number}")
+    return number
 
 
 def _qdrant_url(host: _Value | None, port: _Value | None) -> str | None:
@@ -687,12 +769,26 @@ def _read_or_create_token(path: Path) -> tuple[str, bool]:
 
 def read_token_file(path: Path) -> str:
     """A token kept in a file, refused when other users can read it."""
-    try:
-        if os.name == "posix" and path.stat().st_mode & 0o077:
-            raise ConfigError(f"{path}: the token file can be read by other users; fix it with: chmod 600 {path}")
-        token = path.read_text(encoding="utf-8").strip()
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read the token file: {error.strerror or error}") from None
+    token = _read_private_file(path, "token file")
     if not token:
         raise ConfigError(f"{path}: the token file is empty; delete it and a new token will be created")
     return token
+
+
+def _read_key_file(path: Path) -> str:
+    """An API key kept in a file (the user's), refused when other users can read it."""
+    key = _read_private_file(path, "key file")
+    if not key:
+        raise ConfigError(f"{path}: the key file is empty")
+    return key
+
+
+def _read_private_file(path: Path, what: str) -> str:
+    """The stripped text of a secret file; never quoted in an error."""
+    try:
+        if os.name == "posix" and path.stat().st_mode & 0o077:
+            raise ConfigError(f"{path}: the {what} can be read by other users; fix it with: chmod 600 {path}")
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        raise ConfigError(f"{path}: cannot read the {what}: {reason or error}") from None

@@ -159,3 +159,36 @@ def test_an_unreachable_target_is_named_without_its_password(source: Path, capsy
     err = capsys.readouterr().err
     assert "cannot reach the target postgres:postgresql://127.0.0.1" in err
     assert "s3cret" not in err
+
+
+async def test_a_copy_into_qdrant_embeds_with_the_configured_model(source: Path, tmp_path: Path) -> None:
+    """Memories copied into a store that keeps vectors get them from the configured embedder, as mem0's own do."""
+    from qdrant_client import AsyncQdrantClient
+
+    from claw_app.memory_copy import copy_command
+    from claw_app.settings import load_settings
+    from tests.contract.fake_embeddings import derived_vector, serve_fake_embeddings
+
+    qdrant = tmp_path / "qdrant"
+    async with serve_fake_embeddings() as fake:
+        settings = load_settings(
+            {
+                "HOME": str(tmp_path / "home"),
+                "CLAW_DATA_DIR": str(tmp_path / "data"),
+                "MEMORY_EMBEDDER_URL": fake.base_url,
+                "MEMORY_EMBEDDER_MODEL": "fake-embed",
+                "MEMORY_EMBEDDER_DIMENSIONS": "3",
+            }
+        )
+        status = await copy_command(f"sqlite:{source}", f"qdrant-local:{qdrant}?collection=m", settings)
+        assert status == 0
+        assert fake.requests, "the embedder was never asked"
+    client = AsyncQdrantClient(path=str(qdrant))
+    try:
+        points, _ = await client.scroll("m", limit=COUNT + 1, with_payload=True, with_vectors=True)
+    finally:
+        await client.close()
+    assert len(points) == COUNT
+    for point in points:
+        assert point.payload is not None
+        assert point.vector == pytest.approx(derived_vector(point.payload["data"]))

@@ -612,3 +612,93 @@ def test_a_qdrant_url_with_credentials_is_refused(env: dict[str, str]) -> None:
 def test_an_unknown_key_in_the_memory_table_is_reported(home: Path, env: dict[str, str]) -> None:
     write_toml(home, '[memory]\nprovder = "qdrant"\n')
     assert "unknown key 'memory.provder'" in config_error(env)
+
+
+# --- memory embedder --------------------------------------------------------------------------------------------------
+
+EMBEDDER_KEY = "sk-embed-0123456789-secret"
+
+
+def test_no_embedder_by_default(env: dict[str, str]) -> None:
+    settings = load_settings(env)
+    assert settings.memory_embedder_url is None
+    assert settings.memory_embedder_model is None
+    assert settings.memory_embedder_api_key is None
+    assert settings.memory_embedder_dimensions is None
+
+
+def test_embedder_from_the_environment_keeps_its_key_out_of_repr(env: dict[str, str]) -> None:
+    settings = load_settings(
+        env
+        | {
+            "MEMORY_EMBEDDER_URL": "http://127.0.0.1:11434/v1/",
+            "MEMORY_EMBEDDER_MODEL": "nomic-embed-text",
+            "MEMORY_EMBEDDER_API_KEY": EMBEDDER_KEY,
+            "MEMORY_EMBEDDER_DIMENSIONS": "768",
+        }
+    )
+    assert settings.memory_embedder_url == "http://127.0.0.1:11434/v1"
+    assert settings.memory_embedder_model == "nomic-embed-text"
+    assert settings.memory_embedder_api_key == EMBEDDER_KEY
+    assert settings.memory_embedder_dimensions == 768
+    assert EMBEDDER_KEY not in repr(settings)
+
+
+def test_embedder_from_the_toml_file_with_a_key_file(home: Path, env: dict[str, str]) -> None:
+    key_file = home / "embedder.key"
+    key_file.write_text(EMBEDDER_KEY + "\n", encoding="utf-8")
+    key_file.chmod(0o600)
+    write_toml(
+        home,
+        '[memory]\nprovider = "qdrant"\nembedder_url = "https://api.openai.com/v1"\n'
+        f'embedder_model = "text-embedding-3-small"\nembedder_api_key_file = "{key_file}"\n',
+    )
+    settings = load_settings(env)
+    assert settings.memory_embedder_url == "https://api.openai.com/v1"
+    assert settings.memory_embedder_model == "text-embedding-3-small"
+    assert settings.memory_embedder_api_key == EMBEDDER_KEY
+    # The environment comes first, as for every setting.
+    assert load_settings(env | {"MEMORY_EMBEDDER_MODEL": "other"}).memory_embedder_model == "other"
+
+
+def test_a_key_file_other_users_can_read_is_refused_without_quoting_it(home: Path, env: dict[str, str]) -> None:
+    key_file = home / "embedder.key"
+    key_file.write_text(EMBEDDER_KEY, encoding="utf-8")
+    key_file.chmod(0o644)
+    embedder = {"MEMORY_EMBEDDER_URL": "http://127.0.0.1:8000/v1", "MEMORY_EMBEDDER_MODEL": "bge-m3"}
+    message = config_error(env | embedder | {"MEMORY_EMBEDDER_API_KEY_FILE": str(key_file)})
+    assert f"{key_file}: the key file can be read by other users" in message
+    assert EMBEDDER_KEY not in message
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({"MEMORY_EMBEDDER_URL": "http://127.0.0.1:11434/v1"}, "needs both a URL and a model"),
+        ({"MEMORY_EMBEDDER_MODEL": "nomic-embed-text"}, "but its URL is not set"),
+        ({"MEMORY_EMBEDDER_API_KEY": EMBEDDER_KEY}, "an embedder API key or size is set, but no embedder"),
+        (
+            {"MEMORY_EMBEDDER_URL": "127.0.0.1:11434", "MEMORY_EMBEDDER_MODEL": "m"},
+            "environment variable MEMORY_EMBEDDER_URL: '127.0.0.1:11434' is not an http://",
+        ),
+        (
+            {"MEMORY_EMBEDDER_URL": "http://u:pw@h/v1", "MEMORY_EMBEDDER_MODEL": "m"},
+            "must not hold a user name or password (give the key in MEMORY_EMBEDDER_API_KEY or a key file)",
+        ),
+        (
+            {"MEMORY_EMBEDDER_URL": "http://h/v1", "MEMORY_EMBEDDER_MODEL": "m", "MEMORY_EMBEDDER_DIMENSIONS": "0"},
+            "environment variable MEMORY_EMBEDDER_DIMENSIONS: a vector size must be between 1 and 65536",
+        ),
+    ],
+)
+def test_bad_embedder_settings_are_clear_errors(env: dict[str, str], variables: dict[str, str], expected: str) -> None:
+    message = config_error(env | variables)
+    assert expected in message
+    assert EMBEDDER_KEY not in message
+
+
+def test_half_an_embedder_in_the_toml_file_names_its_keys(home: Path, env: dict[str, str]) -> None:
+    path = write_toml(home, '[memory]\nembedder_model = "nomic-embed-text"\n')
+    message = config_error(env)
+    assert "embedder_url and embedder_model in [memory]" in message
+    assert str(path) in message

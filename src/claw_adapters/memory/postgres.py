@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import math
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
@@ -31,7 +32,7 @@ from urllib.parse import urlsplit
 import asyncpg  # type: ignore[import-untyped]
 
 from claw_adapters.memory.postgres_schema import DATA, TableLayout, ensure_table, quote_identifier, table_name
-from claw_core.errors import ClawError, Conflict, Invalid, NotFound, Unavailable
+from claw_core.errors import ClawError, Conflict, Invalid, NotFound, Unavailable, UpstreamError
 from claw_core.model import JsonObject, MemoryItem, MemoryStatus
 from claw_core.ports import Embedder, MemoryPage
 from claw_core.services.memory_payloads import (
@@ -53,6 +54,8 @@ __all__ = [
     "word_pattern",
     "word_search_sql",
 ]
+
+log = logging.getLogger(__name__)
 
 BACKEND = "postgres"
 CONNECT_TIMEOUT_S = 5.0
@@ -159,7 +162,7 @@ class PostgresMemoryStore:
             backend=BACKEND,
             collection=self.collection,
             points_count=count,
-            semantic=self._layout is not None and self._semantic(self._layout),
+            semantic=self._layout is not None and self._can_embed_for(self._layout),
         )
 
     async def count(self) -> int:
@@ -195,12 +198,10 @@ class PostgresMemoryStore:
         patterns = [word_pattern(word) for word in words]
         window = max(RANKING_WINDOW, size)
         async with self._connection() as (connection, layout):
-            if self._semantic(layout):
+            vector = await self._query_vector(layout, query)
+            if vector is not None:
                 rows = await connection.fetch(
-                    vector_search_sql(self._table, len(words), window=window),
-                    *patterns,
-                    await self._vector_literal(query),
-                    size,
+                    vector_search_sql(self._table, len(words), window=window), *patterns, vector, size
                 )
             else:
                 rows = await connection.fetch(word_search_sql(self._table, len(words), window=window), *patterns, size)
@@ -326,6 +327,23 @@ class PostgresMemoryStore:
 
     def _semantic(self, layout: TableLayout) -> bool:
         return self._embedder is not None and layout.vector_dimensions == self._embedder.dimensions
+
+    def _can_embed_for(self, layout: TableLayout) -> bool:
+        """`_semantic`, but False while the embedder cannot say its vector size (it is down)."""
+        try:
+            return self._semantic(layout)
+        except Unavailable:
+            return False
+
+    async def _query_vector(self, layout: TableLayout, query: str) -> str | None:
+        """The query's vector (pgvector text form) for a semantic search, or None for a search by words: when the
+        table has no vectors of the embedder's size, and also when the embedder fails, so that an embedder being
+        down costs ranking, not search."""
+        try:
+            return await self._vector_literal(query) if self._semantic(layout) else None
+        except (Unavailable, UpstreamError) as error:
+            log.warning("memory search by words only: the embedder failed (%s)", error.message)
+            return None
 
     async def _vector_literal(self, text: str) -> str:
         """pgvector's text form of the embedding of `text` (sent as text and cast, so no codec is needed)."""

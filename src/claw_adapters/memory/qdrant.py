@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 import math
 from collections import Counter
 from collections.abc import Awaitable, Mapping
@@ -37,7 +38,7 @@ from claw_adapters.memory.qdrant_layout import (
     text_tokens,
     words_filter,
 )
-from claw_core.errors import Conflict, Invalid, NotFound, Unavailable
+from claw_core.errors import Conflict, Invalid, NotFound, Unavailable, UpstreamError
 from claw_core.model import JsonObject, MemoryItem, MemoryStatus
 from claw_core.ports import Embedder, MemoryPage
 from claw_core.services.memory_payloads import (
@@ -49,6 +50,8 @@ from claw_core.services.memory_payloads import (
 )
 
 __all__ = ["RANKING_WINDOW", "QdrantMemoryStore"]
+
+log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
@@ -121,7 +124,7 @@ class QdrantMemoryStore:
             backend=_BACKEND,
             collection=self._name,
             points_count=count,
-            semantic=self._embedder is not None and (state is None or self._embedding_target(state)),
+            semantic=self._embedder is not None and (state is None or self._can_embed_for(state)),
         )
 
     async def count(self) -> int:
@@ -318,15 +321,14 @@ class QdrantMemoryStore:
 
     async def _search(self, state: _Collection, query: str, words: list[str], limit: int) -> list[MemoryItem]:
         """One request, filtered by Qdrant: the points holding every word, best first."""
-        semantic = self._embedder is not None and self._embedding_target(state)
-        if self._local_mode and not semantic:
+        vector = await self._query_embedding(state, query)
+        if self._local_mode and vector is None:
             # Local mode evaluates BM25 in Python over every match: rank a bounded window here instead.
             return await self._search_window(state, local_words_filter(words), words, limit)
         bm25 = await self._ensure_text_index(state)
         client = self._connect()
         matching = words_filter(words)
-        if self._embedder is not None and semantic:
-            vector = (await self._embedder.embed([query]))[0]
+        if vector is not None:
             using = state.layout.target(len(vector))
             response = await self._call(
                 client.query_points(
@@ -380,6 +382,22 @@ class QdrantMemoryStore:
 
     def _embedding_target(self, state: _Collection) -> bool:
         return self._embedder is not None and state.layout.target(self._embedder.dimensions) is not None
+
+    def _can_embed_for(self, state: _Collection) -> bool:
+        """`_embedding_target`, but False while the embedder cannot say its vector size (it is down)."""
+        try:
+            return self._embedding_target(state)
+        except Unavailable:
+            return False
+
+    async def _query_embedding(self, state: _Collection, query: str) -> list[float] | None:
+        """The query's vector for a semantic search, or None for a search by words: when no embedder serves this
+        collection, and also when the embedder fails, so that an embedder being down costs ranking, not search."""
+        try:
+            return await self._embedding(state, query)
+        except (Unavailable, UpstreamError) as error:
+            log.warning("memory search by words only: the embedder failed (%s)", error.message)
+            return None
 
     async def _embedding(self, state: _Collection, text: str) -> list[float] | None:
         if self._embedder is None or not self._embedding_target(state):
