@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from claw_adapters.storage.memory import InMemoryHistoryStores
 from claw_adapters.storage.sqlite import SqliteHistoryStores
 from claw_core.model import Message, MessageCursor, Role, SessionKey, Thread, ThreadExport
-from claw_core.ports import HistoryStores
+from claw_core.ports import HistoryStores, MessagePage
 from claw_core.services.transfer import parse_export_threads
 
 BACKENDS = ("memory", "sqlite")
@@ -60,8 +60,14 @@ def test_paging_never_loses_or_repeats_a_message(stamps: list[int], limit: int) 
             await store.upsert_message(Message(f"m{index:02d}", "t", Role.USER, f"text {index}", stamp), now=1)
         expected = sorted((stamp, f"m{index:02d}") for index, stamp in enumerate(stamps))
 
+        async def same_when_rendered(page: MessagePage, **cursor: MessageCursor) -> None:
+            rendered = await store.render_messages("t", limit=limit, **cursor)
+            assert json.loads(rendered.json) == [m.to_json() for m in page.messages]
+            assert rendered.has_more == page.has_more
+
         backward: list[tuple[int, str]] = []
         page = await store.page_messages("t", limit=limit)
+        await same_when_rendered(page)
         while True:
             backward[:0] = [(m.timestamp, m.id) for m in page.messages]
             if not page.has_more:
@@ -69,15 +75,16 @@ def test_paging_never_loses_or_repeats_a_message(stamps: list[int], limit: int) 
             oldest = page.messages[0]
             cursor = MessageCursor(oldest.timestamp, oldest.id)
             page = await store.page_messages("t", limit=limit, before=cursor)
-            rendered = await store.render_messages("t", limit=limit, before=cursor)
-            assert json.loads(rendered.json) == [m.to_json() for m in page.messages]
-            assert rendered.has_more == page.has_more
+            await same_when_rendered(page, before=cursor)
+            by_time = MessageCursor(oldest.timestamp)
+            await same_when_rendered(await store.page_messages("t", limit=limit, before=by_time), before=by_time)
         assert backward == expected
 
         forward: list[tuple[int, str]] = []
         cursor = MessageCursor(-1)
         while True:
             page = await store.page_messages("t", limit=limit, after=cursor)
+            await same_when_rendered(page, after=cursor)
             forward += [(m.timestamp, m.id) for m in page.messages]
             if not page.has_more:
                 break

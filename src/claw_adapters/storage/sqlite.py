@@ -566,17 +566,50 @@ def _render_messages(
     before: MessageCursor | None,
     after: MessageCursor | None,
 ) -> RenderedMessagePage:
-    # Counting one row more than the page, on the covering index alone, tells whether the page has a neighbour.
-    count_sql, values = _page_query("1", thread_id, before, after)
-    (count,) = conn.execute(f"SELECT count(*) FROM ({count_sql})", (*values, limit + 1)).fetchone()
-    if count == 0:
+    """The page rendered as a JSON array by SQLite, read in the index's own order (oldest first) so that no row is
+    ever sorted: opening a thread costs half what reading the newest rows and sorting them back did."""
+    if limit == 0:
+        cursor, operator = (after, ">") if after is not None else (before, "<")
+        condition, values = _cursor_condition(cursor, operator)
+        (beyond,) = conn.execute(
+            f"SELECT EXISTS (SELECT 1 FROM messages m WHERE m.thread_id = ?{condition})", (thread_id, *values)
+        ).fetchone()
+        if not beyond:
+            _require_thread(conn, thread_id)
+        return RenderedMessagePage(json="[]", has_more=bool(beyond))
+    if after is not None:
+        condition, values = _cursor_condition(after, ">")
+        (count,) = conn.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM messages m WHERE m.thread_id = ?{condition} "
+            "ORDER BY m.timestamp, m.id LIMIT ?)",
+            (thread_id, *values, limit + 1),
+        ).fetchone()
+        rows = f"WHERE m.thread_id = ?{condition} ORDER BY m.timestamp, m.id LIMIT ?"
+        rendered = _rendered_rows(conn, rows, (thread_id, *values, limit))
+        has_more = count > limit
+    else:
+        # The page ends at the cursor (or the newest message): find its oldest message on the covering index, and
+        # whether one more lies beyond it, then read forward from there.
+        condition, values = _cursor_condition(before, "<")
+        bounds = conn.execute(
+            f"SELECT m.timestamp, m.id FROM messages m WHERE m.thread_id = ?{condition} "
+            "ORDER BY m.timestamp DESC, m.id DESC LIMIT 2 OFFSET ?",
+            (thread_id, *values, limit - 1),
+        ).fetchall()
+        start, start_values = ("", ()) if not bounds else (" AND (m.timestamp, m.id) >= (?, ?)", tuple(bounds[0]))
+        rows = f"WHERE m.thread_id = ?{start}{condition} ORDER BY m.timestamp, m.id"
+        rendered = _rendered_rows(conn, rows, (thread_id, *start_values, *values))
+        has_more = len(bounds) == 2
+    if rendered == "[]":
         _require_thread(conn, thread_id)
-        return RenderedMessagePage(json="[]", has_more=False)
-    # The page is taken nearest the cursor first, then put oldest first for the array.
-    page_sql, values = _page_query(_MESSAGE_COLUMNS, thread_id, before, after)
-    sql = f"SELECT json_group_array({_MESSAGE_JSON}) FROM (SELECT * FROM ({page_sql}) ORDER BY timestamp, id)"
-    (rendered,) = conn.execute(sql, (*values, limit)).fetchone()
-    return RenderedMessagePage(json=rendered, has_more=count > limit)
+    return RenderedMessagePage(json=rendered, has_more=has_more)
+
+
+def _rendered_rows(conn: sqlite3.Connection, rows: str, values: tuple[object, ...]) -> str:
+    """`SELECT ... FROM messages m <rows>` as a JSON array, in the order `rows` gives."""
+    sql = f"SELECT json_group_array({_MESSAGE_JSON}) FROM (SELECT {_MESSAGE_COLUMNS} FROM messages m {rows})"
+    (rendered,) = conn.execute(sql, values).fetchone()
+    return str(rendered)
 
 
 def _cursor_condition(cursor: MessageCursor | None, operator: str) -> tuple[str, tuple[object, ...]]:
