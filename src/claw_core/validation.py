@@ -12,6 +12,7 @@ from typing import Any
 from claw_core.errors import Invalid
 
 __all__ = [
+    "MAX_SAFE_INT",
     "optional_bool",
     "optional_int",
     "optional_str",
@@ -21,6 +22,10 @@ __all__ = [
 ]
 
 MAX_ID_LENGTH = 256
+MAX_SAFE_INT = 2**53 - 1
+"""The largest integer JavaScript (so the web app) holds exactly. A body's number beyond it (either sign) is refused,
+a query's is capped to it: what the stores then compute from it (a page times its size, a timestamp plus a window)
+stays well within SQLite's 64-bit integers."""
 
 
 def require_str(body: Mapping[str, Any], key: str, *, max_length: int | None = None, allow_empty: bool = True) -> str:
@@ -66,7 +71,8 @@ def optional_bool(body: Mapping[str, Any], key: str) -> bool | None:
 
 
 def query_int(query: Mapping[str, str], key: str, *, default: int, minimum: int, maximum: int | None = None) -> int:
-    """An integer query parameter, clamped into [minimum, maximum]: a too-large limit is capped, not refused."""
+    """An integer query parameter, clamped into [minimum, maximum] (`MAX_SAFE_INT` without one): a too-large limit
+    is capped, not refused."""
     raw = query.get(key)
     if raw is None or raw == "":
         return default
@@ -74,16 +80,17 @@ def query_int(query: Mapping[str, str], key: str, *, default: int, minimum: int,
         value = int(raw)
     except ValueError:
         raise Invalid(f"{key} must be an integer") from None
-    value = max(minimum, value)
-    return value if maximum is None else min(maximum, value)
+    return max(minimum, min(MAX_SAFE_INT if maximum is None else maximum, value))
 
 
 def _as_int(key: str, value: object) -> int:
     # bool is an int in Python but never a number a client meant.
     if isinstance(value, bool):
         raise Invalid(f"{key} must be a number")
+    if isinstance(value, int | float) and abs(value) > MAX_SAFE_INT:
+        raise Invalid(f"{key} is out of range")
     if isinstance(value, int):
         return value
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+    if isinstance(value, float) and value.is_integer():
         return int(value)
     raise Invalid(f"{key} must be an integer")

@@ -273,3 +273,29 @@ async def test_memory_files_lists_memory_md_and_the_memory_folder(setup: Setup) 
 
 async def test_memory_files_is_empty_without_any(setup: Setup) -> None:
     assert await setup.json("GET", "/api/memory/files") == (200, {"files": []})
+
+
+# --- the description ----------------------------------------------------------------------------------------------
+
+
+async def test_the_description_says_what_the_file_routes_take_and_answer(setup: Setup) -> None:
+    """Found by fuzzing: the description called every answer JSON (a served file is of its own type), left out the
+    bodies of PUT /api/workspace/file and of the upload, and did not list the Range header the reads honour."""
+    status, document = await setup.json("GET", "/api/openapi.json")
+    assert status == 200
+    paths = document["paths"]
+    for path in ("/api/file", "/api/workspace/file"):
+        read = paths[path]["get"]
+        for status in ("200", "206"):
+            assert read["responses"][status]["content"] == {"*/*": {"schema": {"type": "string", "format": "binary"}}}
+        for status in ("404", "416"):
+            assert list(read["responses"][status]["content"]) == ["application/json"]
+        assert {"name": "Range", "in": "header"}.items() <= next(
+            p for p in read["parameters"] if p["name"] == "Range"
+        ).items()
+    write = paths["/api/workspace/file"]["put"]
+    assert write["requestBody"]["content"]["text/plain"]["schema"]["type"] == "string"
+    assert write["responses"]["200"]["content"] == {"application/json": {}}
+    upload = paths["/api/workspace/upload"]["post"]["requestBody"]
+    assert upload["required"] is True
+    assert upload["content"]["multipart/form-data"]["schema"]["properties"]["files"]["items"]["format"] == "binary"

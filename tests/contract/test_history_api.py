@@ -7,6 +7,7 @@ transport answers (tests/integration checks the HTTP rendering of them).
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 
 from claw_adapters.storage.memory import InMemoryHistoryStores
 from claw_adapters.storage.sqlite import SqliteHistoryStores
+from claw_core.api.contract import ApiRequest
 from claw_core.model import Message, Role
 from claw_core.ports import HistoryStores
 from tests.unit.api_harness import Harness, build_harness
@@ -422,6 +424,26 @@ async def test_generate_title_retitles_in_the_background(api: Harness) -> None:
     assert (await api.call("POST", "/api/threads/nope/generate-title")).status == 404
 
 
+async def test_numbers_too_large_for_the_store_are_never_a_server_error(api: Harness) -> None:
+    """Found by fuzzing: these reached SQLite's 64-bit integers (directly, or as a page times its size, or as a
+    timestamp plus the twin window) and answered 500."""
+    huge = 10**30
+    await api.call("POST", "/api/threads", {"id": "t1"})
+    for path in ("/api/threads", "/api/search"):
+        assert (await api.call("GET", path, query={"page": str(huge)})).status == 200
+    for cursor in ("before", "after"):
+        assert (await api.call("GET", "/api/threads/t1/messages", query={cursor: str(huge)})).status == 200
+    for field in ("pin_order", "sort_order", "unread_count"):
+        refused = await api.call("PATCH", "/api/threads/t1", {field: huge})
+        assert (refused.status, refused.body) == (400, {"error": f"{field} is out of range"})
+    for timestamp, seq in ((2**63 - 1, None), (1, huge)):
+        message = {"id": "m1", "role": "user", "content": "hi", "timestamp": timestamp, "seq": seq}
+        assert (await api.call("POST", "/api/threads/t1/messages", message)).status == 400
+    assert (await api.call("GET", "/api/threads/t1/messages")).body["messages"] == []
+    imported = await api.call("POST", "/api/import", {"threads": [{"id": "t2", "created_at": huge}]})
+    assert imported.status == 400
+
+
 async def test_unknown_routes_and_methods(api: Harness) -> None:
     assert (await api.call("GET", "/api/nothing")).status == 404
     wrong = await api.call("PUT", "/api/threads")
@@ -435,6 +457,24 @@ async def test_openapi_describes_every_route(api: Harness) -> None:
     assert described == served
     assert document["paths"]["/api/health"]["get"]["security"] == []
     assert "requestBody" in document["paths"]["/api/threads/{id}/messages"]["post"]
+    # Every error an operation lists is the `{error}` object, not only its 400 and default (found by fuzzing).
+    missing = document["paths"]["/api/threads/{id}"]["get"]["responses"]["404"]
+    assert missing["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+    # X-Workspace is listed where it is read, and only there; empty means the active one as absent does (fuzzing
+    # found it listed on every route, and an empty one accepted against a pattern that refused it).
+    headers = {
+        (method.upper(), path): [p["name"] for p in operation["parameters"] if p["in"] == "header"]
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+    }
+    for read in (("GET", "/api/threads"), ("POST", "/api/threads/{id}/messages"), ("GET", "/api/export")):
+        assert headers[read] == ["X-Workspace"], read
+    for ignored in (("GET", "/api/health"), ("GET", "/api/workspaces"), ("POST", "/api/active-thread")):
+        assert headers[ignored] == [], ignored
+    listed = document["paths"]["/api/threads"]["get"]["parameters"]
+    [workspace] = [parameter for parameter in listed if parameter["name"] == "X-Workspace"]
+    assert re.fullmatch(workspace["schema"]["pattern"], "")
+    assert ApiRequest("GET", "/api/threads", headers={"x-workspace": ""}).workspace is None
 
 
 async def test_deleting_threads_and_workspaces_hands_their_sessions_to_cleanup(api: Harness) -> None:

@@ -424,7 +424,29 @@ async def test_ranges_are_served(uploads: Uploads) -> None:
         status, headers, part = await uploads.get(path, Range=bad, **AUTH)
         assert status == 416, bad
         assert headers["Content-Range"] == f"bytes */{len(data)}"
-        assert part == b""
+        assert_json_error(headers, part, "Requested Range Not Satisfiable")
+
+
+async def test_refusals_made_while_serving_a_file_are_json_errors(uploads: Uploads) -> None:
+    """aiohttp's file serving answers a failed precondition (412) or a bad Range (416, also to HEAD) itself; those
+    are `{error}` JSON like every error, never an empty body under the file's type (found by fuzzing)."""
+    _, body = await uploads.upload("t1", Part(PNG, "a.png", content_type="image/png"))
+    path = body["files"][0]["path"]
+
+    status, headers, part = await uploads.get(path, **{"If-Match": '"not-this-one"'}, **AUTH)
+    assert status == 412
+    assert_json_error(headers, part, "Precondition Failed")
+
+    async with uploads.session.head(uploads.url(path), headers={"Range": "bytes=99999-", **AUTH}) as response:
+        assert response.status == 416
+        assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+        assert await response.read() == b""
+
+
+def assert_json_error(headers: dict[str, str], body: bytes, message: str) -> None:
+    assert headers["Content-Type"] == "application/json; charset=utf-8"
+    assert "Content-Disposition" not in headers
+    assert json.loads(body) == {"error": message}
 
 
 async def test_head_gives_the_headers_without_the_body(uploads: Uploads) -> None:
@@ -612,7 +634,13 @@ async def test_the_openapi_description_has_the_multipart_body() -> None:
     document = (await openapi.handler(ApiRequest("GET", "/api/openapi.json"))).body
     upload = document["paths"]["/api/threads/{id}/upload"]["post"]
     assert "multipart/form-data" in upload["requestBody"]["content"]
-    assert "security" not in document["paths"]["/api/uploads/{threadId}/{fileId}"]["get"]  # the token is required
+    served = document["paths"]["/api/uploads/{threadId}/{fileId}"]["get"]
+    assert "security" not in served  # the token is required
+    # A served file is of its own type, and may be asked for in part (the description once said JSON, no Range).
+    assert list(served["responses"]["200"]["content"]) == ["*/*"]
+    assert list(served["responses"]["206"]["content"]) == ["*/*"]
+    assert list(served["responses"]["416"]["content"]) == ["application/json"]
+    assert "Range" in [parameter["name"] for parameter in served["parameters"] if parameter["in"] == "header"]
 
 
 async def eventually(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:

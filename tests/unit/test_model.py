@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 from claw_core.errors import Invalid
 from claw_core.model import Role, SessionKey, validate_thread_id, validate_workspace_name
 from claw_core.services.titles import title_from_text
-from claw_core.validation import optional_bool, query_int, require_int
+from claw_core.validation import MAX_SAFE_INT, optional_bool, optional_int, query_int, require_int
 
 
 def test_session_key_formats_and_parses() -> None:
@@ -72,6 +72,22 @@ def test_query_int_caps_and_defaults() -> None:
     assert query_int({"limit": "-4"}, "limit", default=50, minimum=1, maximum=200) == 1
     with pytest.raises(Invalid):
         query_int({"limit": "ten"}, "limit", default=50, minimum=1)
+
+
+def test_query_int_caps_numbers_beyond_the_safe_range() -> None:
+    """A page of 10**30 once reached SQLite as an offset too large for it (a 500, found by fuzzing)."""
+    huge = str(10**30)
+    assert query_int({"page": huge}, "page", default=1, minimum=1) == MAX_SAFE_INT
+    assert query_int({"before": "-" + huge}, "before", default=-1, minimum=-(2**62)) == -(2**62)
+
+
+@pytest.mark.parametrize("value", [MAX_SAFE_INT + 1, -(MAX_SAFE_INT + 1), 10**30, 2**63 - 1, 1e300, float("inf")])
+def test_body_integers_beyond_the_safe_range_are_refused(value: float) -> None:
+    """Such a timestamp or pin order once reached SQLite and failed there (a 500, found by fuzzing)."""
+    with pytest.raises(Invalid, match="out of range"):
+        optional_int({"timestamp": value}, "timestamp")
+    assert require_int({"timestamp": MAX_SAFE_INT}, "timestamp") == MAX_SAFE_INT
+    assert require_int({"timestamp": -MAX_SAFE_INT}, "timestamp") == -MAX_SAFE_INT
 
 
 def test_numbers_and_booleans_are_not_confused() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import orjson
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 from multidict import CIMultiDict
 
 from claw_core.api.contract import ApiResponse, FileBody
@@ -84,8 +85,9 @@ def render_any(response: ApiResponse) -> web.StreamResponse:
 
 def render_file(response: ApiResponse, body: FileBody) -> web.FileResponse:
     """The file streamed by aiohttp (`Content-Length`, `Range` answered with 206 and `Content-Range`, an
-    unsatisfiable range with 416, `ETag`/`Last-Modified` with 304 for conditional requests, HEAD without a body),
-    with the handler's `Content-Type` and `Content-Disposition`; the guards add `nosniff` and the sandboxing CSP."""
+    unsatisfiable range with 416 `{error}`, `ETag`/`Last-Modified` with 304 for conditional requests, HEAD without
+    a body), with the handler's `Content-Type` and `Content-Disposition`; the guards add `nosniff` and the sandboxing
+    CSP."""
     headers: CIMultiDict[str] = CIMultiDict(response.headers)
     headers["Content-Type"] = body.content_type
     if body.disposition is not None:
@@ -93,7 +95,26 @@ def render_file(response: ApiResponse, body: FileBody) -> web.FileResponse:
     return _ExactFileResponse(body.path, status=response.status, headers=headers)
 
 
-class _ExactFileResponse(web.FileResponse):
+class _JsonFileErrors(web.StreamResponse):
+    """Placed between aiohttp's FileResponse and StreamResponse (see `_ExactFileResponse`), this sees the refusals
+    FileResponse makes up on its own (416 for an unsatisfiable or malformed Range, 412 for a failed precondition,
+    403/404 for a file gone or changed since the handler checked it), which would go out with an empty body and
+    the file's type, and gives them the `{error}` JSON body every error of this API has."""
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        if self.status < 400 or self.prepared:
+            return await super().prepare(request)
+        body = encode_json({"error": error_message(self.status)})
+        self.headers["Content-Type"] = JSON_CONTENT_TYPE
+        self.headers.popall("Content-Disposition", None)
+        self.content_length = len(body)
+        writer = await super().prepare(request)
+        if request.method != "HEAD":
+            await self.write(body)
+        return writer
+
+
+class _ExactFileResponse(web.FileResponse, _JsonFileErrors):
     """aiohttp's FileResponse serving exactly the path it was given. Left to itself it would serve a `.gz` or
     `.br` sibling instead when `Accept-Encoding` allows (other bytes than the handler checked, and a `Vary` that
     replaces ours), and follow a link at the last component; here the path is `lstat`ed, must be a regular file

@@ -17,8 +17,10 @@ from typing import Any
 from claw_core.errors import ClawError, Invalid, NotFound, TooLarge
 
 __all__ = [
+    "ANY_TYPE",
     "DEFAULT_MAX_BODY",
     "JSON",
+    "RANGE_HEADER",
     "ApiRequest",
     "ApiResponse",
     "FileBody",
@@ -34,6 +36,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
+ANY_TYPE = "*/*"
+"""The `answer_type` of a route that serves files: their own types, which their extensions say."""
 
 DEFAULT_MAX_BODY = 1024 * 1024
 """Bytes a JSON body may have unless its route says otherwise."""
@@ -132,7 +136,7 @@ Handler = Callable[[ApiRequest], Awaitable[ApiResponse]]
 
 @dataclass(frozen=True, slots=True)
 class Param:
-    """A documented query parameter (for the OpenAPI description and fuzzing)."""
+    """A documented query parameter or request header (for the OpenAPI description and fuzzing)."""
 
     name: str
     kind: str = "string"
@@ -140,6 +144,10 @@ class Param:
     description: str = ""
     minimum: int | None = None
     maximum: int | None = None
+
+
+RANGE_HEADER = Param("Range", description="`bytes=<first>-<last>`: that part of the file (206), 416 when none of it")
+"""What a route answering a `FileBody` reads, since the transport serves those with ranges."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +165,15 @@ class Route:
     requires_auth: bool = True
     multipart: MultipartLimits | None = None
     """Set for routes that take `multipart/form-data` (then `max_body` is not what limits them, these are)."""
+    body_type: str = JSON
+    """The media type `body_schema` describes, for the description (a `multipart` route's is `multipart/form-data`)."""
+    answer_type: str = JSON
+    """The media type of the success answers, for the description: `*/*` for a route that answers a `FileBody`."""
+    workspace_header: bool = False
+    """True for a route that acts on one workspace's history: `X-Workspace` names it (absent or empty: the active
+    one), and the description lists that header for these routes only."""
+    headers: Sequence[Param] = ()
+    """Other request headers it reads, for the description."""
 
     def pattern(self) -> re.Pattern[str]:
         regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(self.path))

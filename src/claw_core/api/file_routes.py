@@ -11,7 +11,17 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from claw_core.api.contract import ApiRequest, ApiResponse, FileBody, MultipartLimits, Param, Route
+from claw_core.api.contract import (
+    ANY_TYPE,
+    RANGE_HEADER,
+    ApiRequest,
+    ApiResponse,
+    FileBody,
+    MultipartLimits,
+    Param,
+    Route,
+)
+from claw_core.api.schemas import FILES_BODY, TEXT_BODY
 from claw_core.errors import Forbidden, Invalid, NotFound, TooLarge
 from claw_core.ports import FileEntry, LocalFiles
 from claw_core.services.file_policy import FilePolicy, clean_upload_name
@@ -155,7 +165,16 @@ def file_routes(api: FileApi) -> list[Route]:
             read_any,
             "A file from the allowed roots (HOME and /tmp by default; relative paths start at the agent's workspace)",
             query=[path_param],
-            responses={200: "The file's bytes", 400: "Malformed path", 403: "Outside the roots", 404: "Missing"},
+            responses={
+                200: "The file's bytes",
+                206: "Part of them (Range)",
+                400: "Malformed path",
+                403: "Outside the roots",
+                404: "Missing",
+                416: "Range not satisfiable",
+            },
+            answer_type=ANY_TYPE,
+            headers=[RANGE_HEADER],
         ),
         Route(
             "GET",
@@ -177,7 +196,16 @@ def file_routes(api: FileApi) -> list[Route]:
             read_file,
             "A file inside HOME (text up to 1 MB; images, PDF, audio and video up to 20 MB)",
             query=[path_param],
-            responses={200: "The file's bytes", 403: "Outside HOME", 404: "Missing", 413: "Too large"},
+            responses={
+                200: "The file's bytes",
+                206: "Part of them (Range)",
+                403: "Outside HOME",
+                404: "Missing",
+                413: "Too large",
+                416: "Range not satisfiable",
+            },
+            answer_type=ANY_TYPE,
+            headers=[RANGE_HEADER],
         ),
         Route(
             "PUT",
@@ -185,6 +213,8 @@ def file_routes(api: FileApi) -> list[Route]:
             write_file,
             "Write UTF-8 text to a file inside HOME, atomically, creating its folders",
             query=[path_param],
+            body_schema=TEXT_BODY,
+            body_type="text/plain",
             max_body=MAX_TEXT_BYTES,
             responses={200: "`{ok:true}`", 400: "Not UTF-8, or a folder", 403: "Outside HOME"},
         ),
@@ -202,6 +232,7 @@ def file_routes(api: FileApi) -> list[Route]:
             upload,
             f"Upload files (multipart field {UPLOAD_FIELD!r}) into a folder inside HOME, never replacing one",
             query=[Param("path", description=f"The folder (default {DEFAULT_WORKSPACE_PATH})")],
+            body_schema=FILES_BODY,
             multipart=UPLOAD_LIMITS,
             responses={200: "`{ok:true, uploaded:[{name,size}]}`", 403: "Outside HOME", 413: "Too large"},
         ),

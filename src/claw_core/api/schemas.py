@@ -4,23 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
+from claw_core.validation import MAX_SAFE_INT
+
 __all__ = [
     "ACTIVE_THREAD_BODY",
     "CREATE_THREAD_BODY",
     "CREATE_WORKSPACE_BODY",
+    "FILES_BODY",
     "IMPORT_BODY",
     "MARK_READ_BODY",
     "MESSAGE_BODY",
     "PATCH_THREAD_BODY",
     "PATCH_WORKSPACE_BODY",
     "REORDER_BODY",
+    "TEXT_BODY",
 ]
 
 Schema = dict[str, Any]
 
 _STRING: Schema = {"type": "string"}
 _NULLABLE_STRING: Schema = {"type": ["string", "null"]}
-_INTEGER: Schema = {"type": "integer"}
+_INTEGER: Schema = {"type": "integer", "minimum": -MAX_SAFE_INT, "maximum": MAX_SAFE_INT}
 _OBJECT_OR_NULL: Schema = {"type": ["object", "null"]}
 
 
@@ -54,7 +58,7 @@ PATCH_THREAD_BODY = _object(
         "pin_order": _INTEGER,
         "sort_order": _INTEGER,
         "metadata": _OBJECT_OR_NULL,
-        "unread_count": {"type": "integer", "minimum": 0},
+        "unread_count": {**_INTEGER, "minimum": 0},
     }
 )
 MARK_READ_BODY = _object({"messageIds": {"type": "array", "items": _STRING, "minItems": 1}}, ("messageIds",))
@@ -66,9 +70,12 @@ MESSAGE_BODY = _object(
         "timestamp": _INTEGER,
         "status": _STRING,
         "metadata": _OBJECT_OR_NULL,
-        "seq": {"type": ["integer", "null"]},
+        "seq": {**_INTEGER, "type": ["integer", "null"]},
     },
     ("id", "role", "content", "timestamp"),
 )
 ACTIVE_THREAD_BODY = _object({"workspace": _STRING, "threadId": _NULLABLE_STRING}, ("workspace",))
 IMPORT_BODY = _object({"threads": {"type": "array", "items": {"type": "object"}}}, ("threads",))
+FILES_BODY = _object({"files": {"type": "array", "items": {"type": "string", "format": "binary"}}}, ("files",))
+"""A multipart upload: its files in the field `files`, as the web app sends them."""
+TEXT_BODY: Schema = {"type": "string", "description": "UTF-8 text"}

@@ -12,7 +12,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from claw_core.api.contract import ApiRequest, ApiResponse, FileBody, MultipartLimits, Param, ReceivedFile, Route
+from claw_core.api.contract import (
+    ANY_TYPE,
+    RANGE_HEADER,
+    ApiRequest,
+    ApiResponse,
+    FileBody,
+    MultipartLimits,
+    Param,
+    ReceivedFile,
+    Route,
+)
+from claw_core.api.schemas import FILES_BODY
 from claw_core.errors import Invalid
 from claw_core.model import Workspace
 from claw_core.ports import StoredUpload, UploadStore
@@ -25,12 +36,6 @@ MIB = 1024 * 1024
 THREAD_UPLOAD_LIMITS = MultipartLimits(max_file_bytes=20 * MIB, max_total_bytes=100 * MIB, max_files=20)
 UPLOAD_FIELD = "files"
 """The form field the web app sends its files in."""
-
-UPLOAD_BODY = {
-    "type": "object",
-    "properties": {UPLOAD_FIELD: {"type": "array", "items": {"type": "string", "format": "binary"}}},
-    "required": [UPLOAD_FIELD],
-}
 
 _INLINE_PREFIXES = ("image/", "audio/", "video/")
 _NEVER_INLINE = frozenset({"image/svg+xml"})
@@ -87,7 +92,8 @@ def upload_routes(api: UploadsApi, *, limits: MultipartLimits = THREAD_UPLOAD_LI
             "/api/threads/{id}/upload",
             upload,
             f"Attach files to a thread (multipart, field `{UPLOAD_FIELD}`)",
-            body_schema=UPLOAD_BODY,
+            workspace_header=True,
+            body_schema=FILES_BODY,
             responses={404: "Thread not found", 413: "too large", 415: "not multipart/form-data"},
             multipart=limits,
         ),
@@ -96,8 +102,11 @@ def upload_routes(api: UploadsApi, *, limits: MultipartLimits = THREAD_UPLOAD_LI
             "/api/uploads/{threadId}/{fileId}",
             serve,
             "A file attached to a thread, by its exact stored name (Range supported)",
+            workspace_header=True,
             query=(Param("workspace", description="the workspace, for links that cannot send X-Workspace"),),
             responses={200: "the file", 206: "part of the file", 404: "File not found", 416: "bad range"},
+            answer_type=ANY_TYPE,
+            headers=[RANGE_HEADER],
         ),
     ]
 
