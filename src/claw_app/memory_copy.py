@@ -8,9 +8,7 @@ replaced atomically, mode 0600), shows progress on stderr and prints the verdict
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from tqdm import tqdm
 
 from claw_adapters.memory.sqlite import DEFAULT_FILE_NAME, SqliteMemoryStore
+from claw_adapters.storage.atomic_file import write_private_file
 from claw_app.container import configured_embedder
 from claw_app.settings import DEFAULT_QDRANT_URL, ConfigError, Settings
 from claw_core.errors import Invalid
@@ -67,7 +66,11 @@ class BackendSpec:
         if self.kind == "postgres":
             parts = urlsplit(where)
             host = parts.hostname or "localhost"
-            where = f"{parts.scheme}://{host}{':' + str(parts.port) if parts.port else ''}{parts.path}"
+            try:
+                port = f":{parts.port}" if parts.port else ""
+            except ValueError:  # not a number, or out of range: name the host alone
+                port = ""
+            where = f"{parts.scheme}://{host}{port}{parts.path}"
         suffix = f" (collection {self.collection})" if self.collection else ""
         return f"{self.kind}:{where}{suffix}"
 
@@ -116,10 +119,14 @@ def _checked_location(kind: str, location: str, spec: str) -> str:
         raise ConfigError(f"{_safe(spec)!r}: where is it? ({kind}:...)")
     if kind in ("sqlite", "qdrant-local"):
         return str(Path(location).expanduser().resolve())
-    scheme = urlsplit(location).scheme
+    parts = urlsplit(location)
     expected = ("http", "https") if kind == "qdrant" else ("postgres", "postgresql")
-    if scheme not in expected or (kind == "qdrant" and not urlsplit(location).hostname):
+    if parts.scheme not in expected or (kind == "qdrant" and not parts.hostname):
         raise ConfigError(f"{_safe(spec)!r}: {kind} needs a {expected[-1]}:// URL")
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked
+    except ValueError:
+        raise ConfigError(f"{_safe(spec)!r}: the port must be a number from 1 to 65535") from None
     return location
 
 
@@ -258,14 +265,8 @@ class _ResumeState:
         if self.path is None:
             return
         content = json.dumps({"from": self.source, "to": self.target, "cursor": cursor, "walked": walked})
-        descriptor, temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        try:
-            with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-                stream.write(content + "\n")
-            os.replace(temporary, self.path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        # Synced before it replaces the previous one: after a crash the file holds the last cursor or the one before.
+        write_private_file(self.path, (content + "\n").encode())
 
     def finish(self) -> None:
         """The copy reached the end of the source: nothing is left to resume."""

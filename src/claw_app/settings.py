@@ -689,8 +689,13 @@ def _qdrant_url(host: _Value | None, port: _Value | None) -> str | None:
 def _pg_url(value: _Value) -> str:
     url = _string(value)
     # Never quote the URL back: it may hold a password.
-    if urlsplit(url).scheme not in ("postgres", "postgresql"):
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgres", "postgresql"):
         raise value.error("must be a postgresql:// URL (for example postgresql://user@localhost:5432/mem0)")
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked
+    except ValueError:
+        raise value.error("has a port that is not a number from 1 to 65535") from None
     return url
 
 

@@ -144,6 +144,7 @@ def test_copy_through_a_qdrant_local_directory(source: Path, tmp_path: Path) -> 
         (["--from", "sqlite", "--to", "postgres"], "postgres needs a DSN"),
         (["--from", "sqlite", "--to", "qdrant:ftp://x"], "qdrant needs a https:// URL"),
         (["--from", "sqlite", "--to", "sqlite:/tmp/x?sslmode=on"], "unknown option(s) sslmode"),
+        (["--from", "sqlite", "--to", "postgres:postgresql://u:pw@h:99999/db"], "port must be a number"),
     ],
 )
 def test_bad_backends_are_clear_errors(

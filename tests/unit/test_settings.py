@@ -603,6 +603,11 @@ def test_a_bad_postgres_url_is_refused_without_echoing_it(env: dict[str, str]) -
     assert "s3cret" not in message
 
 
+def test_a_postgres_url_with_a_bad_port_is_refused_without_echoing_it(env: dict[str, str]) -> None:
+    message = config_error(env | {"MEMORY_PG_URL": "postgresql://root:s3cret@db:99999/x"})
+    assert "port" in message and "s3cret" not in message
+
+
 def test_a_qdrant_url_with_credentials_is_refused(env: dict[str, str]) -> None:
     message = config_error(env | {"QDRANT_URL": "http://admin:s3cret@q:6333"})
     assert "QDRANT_URL" in message
