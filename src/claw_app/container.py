@@ -49,10 +49,12 @@ PENDING_SESSIONS_FILE = "pending-session-cleanups.json"
 # the default (SQLite) needs neither.
 
 
-def _qdrant_store(url: str | None, collection: str | None, embedder: Embedder | None) -> MemoryStore:
+def _qdrant_store(
+    url: str | None, collection: str | None, embedder: Embedder | None, api_key: str | None
+) -> MemoryStore:
     from claw_adapters.memory.qdrant import QdrantMemoryStore
 
-    return QdrantMemoryStore(url=url, path=None, collection=collection, embedder=embedder)
+    return QdrantMemoryStore(url=url, path=None, collection=collection, embedder=embedder, api_key=api_key)
 
 
 def _postgres_store(dsn: str, collection: str | None, embedder: Embedder | None) -> MemoryStore:
@@ -150,7 +152,9 @@ class Container(containers.DeclarativeContainer):
             collection=config.memory_collection,
         ),
         memory=providers.Singleton(InMemoryMemoryStore),
-        qdrant=providers.Singleton(_qdrant_store, config.memory_url, config.memory_collection, embedder),
+        qdrant=providers.Singleton(
+            _qdrant_store, config.memory_url, config.memory_collection, embedder, config.memory_qdrant_api_key
+        ),
         postgres=providers.Singleton(_postgres_store, config.memory_pg_url, config.memory_collection, embedder),
     )
 
@@ -230,6 +234,7 @@ def build_container(settings: Settings) -> Container:
             "memory_url": settings.memory_url,
             "memory_collection": settings.memory_collection,
             "memory_pg_url": settings.memory_pg_url,
+            "memory_qdrant_api_key": settings.memory_qdrant_api_key,
             "memory_embedder_url": settings.memory_embedder_url,
             "memory_embedder_model": settings.memory_embedder_model,
             "memory_embedder_api_key": settings.memory_embedder_api_key,

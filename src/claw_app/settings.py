@@ -73,6 +73,7 @@ _TOML_KEYS: Final = {
         "port",
         "collection",
         "pg_url",
+        "qdrant_api_key",
         "embedder_url",
         "embedder_model",
         "embedder_api_key",
@@ -140,6 +141,8 @@ class Settings:
     """The Qdrant collection or the table (None: the backend's default, see the memory adapters)."""
     memory_pg_url: str | None = field(default=None, repr=False)
     """The PostgreSQL connection URL (it may hold a password)."""
+    memory_qdrant_api_key: str | None = field(default=None, repr=False)
+    """The API key of a Qdrant server that asks for one (``QDRANT_API_KEY``)."""
     memory_embedder_url: str | None = None
     """An OpenAI-compatible embeddings endpoint, up to before ``/embeddings`` (e.g. ``http://127.0.0.1:11434/v1``):
     Qdrant and PostgreSQL then rank searches by meaning. None: by words."""
@@ -266,6 +269,7 @@ class _MemorySettings(TypedDict):
     memory_url: str | None
     memory_collection: str | None
     memory_pg_url: str | None
+    memory_qdrant_api_key: str | None
 
 
 class _EmbedderSettings(TypedDict):
@@ -408,6 +412,9 @@ class _Loader:
                 "memory_collection", _collection, None, env="MEMORY_COLLECTION", toml="memory.collection"
             ),
             memory_pg_url=pg_url,
+            memory_qdrant_api_key=self.get(
+                "memory_qdrant_api_key", _string, None, env="QDRANT_API_KEY", toml="memory.qdrant_api_key"
+            ),
         )
 
     def _memory_embedder(self, config_file: Path) -> _EmbedderSettings:
@@ -650,7 +657,7 @@ def _memory_provider(value: _Value) -> MemoryProvider:
     return _MEMORY_PROVIDERS[text]
 
 
-def _http_url(value: _Value, *, key_hint: str = "give Qdrant's API key separately") -> str:
+def _http_url(value: _Value, *, key_hint: str = "give Qdrant's API key in QDRANT_API_KEY") -> str:
     url = _string(value)
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:

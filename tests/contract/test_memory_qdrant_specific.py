@@ -111,11 +111,13 @@ class FakeQdrantServer:
         self.prefix = prefix
         self.mode = mode
         self.paths: list[str] = []
+        self.api_keys: list[str | None] = []
         self.url = ""
         self._runner: web.AppRunner | None = None
 
     async def handle(self, request: web.Request) -> web.Response:
         self.paths.append(request.path)
+        self.api_keys.append(request.headers.get("api-key"))
         if self.mode == "slow":
             await asyncio.sleep(30)
         if self.mode == "failing":
@@ -152,6 +154,15 @@ async def test_a_server_url_keeps_its_path_and_connects_lazily() -> None:
     assert status.collection == "mem0"
     assert status.points_count == 0
     assert server.paths[:2] == ["/proxy/qdrant/collections", "/proxy/qdrant/collections/mem0"]
+
+
+@pytest.mark.filterwarnings("ignore:Api key is used with an insecure connection")  # a loopback test server
+async def test_an_api_key_goes_to_the_server_in_its_header() -> None:
+    async with FakeQdrantServer("", "answering") as server:
+        memories = QdrantMemoryStore(url=server.url, path=None, collection=None, api_key="k-123")
+        assert (await memories.status()).reachable
+        await memories.close()
+    assert server.api_keys and set(server.api_keys) == {"k-123"}
 
 
 @pytest.mark.parametrize("mode", ["slow", "failing"])

@@ -603,6 +603,12 @@ def test_a_bad_postgres_url_is_refused_without_echoing_it(env: dict[str, str]) -
     assert "s3cret" not in message
 
 
+def test_the_qdrant_api_key_is_read_and_never_shown(env: dict[str, str]) -> None:
+    settings = load_settings(env | {"QDRANT_URL": "https://q.example:6333", "QDRANT_API_KEY": "k-s3cret"})
+    assert settings.memory_provider == "qdrant" and settings.memory_qdrant_api_key == "k-s3cret"
+    assert "k-s3cret" not in repr(settings)
+
+
 def test_a_postgres_url_with_a_bad_port_is_refused_without_echoing_it(env: dict[str, str]) -> None:
     message = config_error(env | {"MEMORY_PG_URL": "postgresql://root:s3cret@db:99999/x"})
     assert "port" in message and "s3cret" not in message

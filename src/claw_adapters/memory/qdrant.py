@@ -94,10 +94,12 @@ class QdrantMemoryStore:
         collection: str | None,
         embedder: Embedder | None = None,
         timeout_s: float = 5.0,
+        api_key: str | None = None,
     ) -> None:
         """`url` of a server (its path kept as given, e.g. behind a reverse proxy) or `path` of qdrant-client's local
-        mode, exactly one. `collection` None: the first collection that is not mem0's migration bookkeeping, else
-        "memories". Nothing connects here."""
+        mode, exactly one; `api_key` for a server that asks for one (sent as its `api-key` header). `collection`
+        None: the first collection that is not mem0's migration bookkeeping, else "memories". Nothing connects
+        here."""
         if (url is None) == (path is None):
             raise ValueError("give exactly one of url and path")
         self._url = url
@@ -108,6 +110,7 @@ class QdrantMemoryStore:
         self._name = self._configured
         self._embedder = embedder
         self._timeout_s = timeout_s
+        self._api_key = api_key
         self._client: AsyncQdrantClient | None = None
         self._state: _Collection | None = None
         self._state_lock = asyncio.Lock()
@@ -428,7 +431,7 @@ class QdrantMemoryStore:
         if self._path is not None:
             return AsyncQdrantClient(path=self._path)
         timeout = max(1, math.ceil(self._timeout_s))
-        return AsyncQdrantClient(url=self._url, timeout=timeout, check_compatibility=False)
+        return AsyncQdrantClient(url=self._url, api_key=self._api_key, timeout=timeout, check_compatibility=False)
 
     async def _call(self, call: Awaitable[_T]) -> _T:
         """Await one client call within the timeout, turning every way of failing into Unavailable (or _Missing)."""
