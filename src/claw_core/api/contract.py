@@ -7,6 +7,7 @@ codes, the error shapes and the body limits.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -79,6 +80,10 @@ class FileBody:
     content_type: str
     disposition: str | None = None
     """A full `Content-Disposition` value (`inline; filename*=UTF-8''...`), or None for none."""
+    device: int | None = None
+    inode: int | None = None
+    """The file the handler checked (`st_dev`, `st_ino`), when it knows it: the transport opens `path` again and
+    refuses to serve anything else (a file or a folder on the way swapped since the check)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,21 +199,31 @@ class Router:
     def __init__(self, routes: Sequence[Route]) -> None:
         self.routes = tuple(routes)
         self._compiled = [(route, route.pattern()) for route in self.routes]
+        # A transport asks for the same request's route several times (token, body limit, dispatch): the last few
+        # hundred answers are kept, so each request scans the table once.
+        self._found = functools.lru_cache(maxsize=256)(self._scan)
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         """The route for method and path. Raise NotFound for an unknown path, Invalid(405) for a known path
         with another method."""
+        route, params, allowed = self._found(method, path)
+        if route is not None:
+            return route, dict(params)
+        if allowed:
+            raise MethodNotAllowed(allowed)
+        raise NotFound("Not found")
+
+    def _scan(self, method: str, path: str) -> tuple[Route | None, tuple[tuple[str, str], ...], tuple[str, ...]]:
+        """The route and its parameters, or None and the methods the path has under other routes."""
         allowed: list[str] = []
         for route, pattern in self._compiled:
             found = pattern.match(path)
             if found is None:
                 continue
             if route.method == method:
-                return route, found.groupdict()
+                return route, tuple(found.groupdict().items()), ()
             allowed.append(route.method)
-        if allowed:
-            raise MethodNotAllowed(allowed)
-        raise NotFound("Not found")
+        return None, (), tuple(allowed)
 
     async def dispatch(self, request: ApiRequest) -> ApiResponse:
         try:
