@@ -368,6 +368,10 @@ class FileInfo:
     real_path: str
     size: int
     modified_ms: int
+    device: int | None = None
+    inode: int | None = None
+    """The file that was checked (`st_dev`, `st_ino`), for whoever opens `real_path` again to make sure it is
+    still that one."""
 
 
 @dataclass(frozen=True, slots=True)

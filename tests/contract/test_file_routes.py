@@ -71,6 +71,8 @@ async def test_api_file_serves_a_file_body_with_its_type(setup: Setup) -> None:
     assert response.body.content_type == response.content_type == "image/png"
     assert response.body.disposition == "inline; filename*=UTF-8''photo.PNG"
     assert response.headers["Content-Security-Policy"].startswith("sandbox")
+    checked = (setup.tmp_root / "photo.PNG").stat()
+    assert (response.body.device, response.body.inode) == (checked.st_dev, checked.st_ino)
 
 
 async def test_api_file_resolves_relative_paths_against_the_agent_workspace(setup: Setup) -> None:

@@ -3,16 +3,17 @@ links (planted beforehand or swapped in between the check and the use) it refuse
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path, PurePosixPath
 
 import pytest
 
 from claw_adapters.files import LocalDiskFiles
 from claw_adapters.files import local as local_module
-from claw_core.errors import Forbidden, Invalid, NotFound
+from claw_core.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
 from claw_core.ports import LocalFiles
 
 CANARY = b"canary: must never be read or changed\n"
@@ -417,3 +418,81 @@ async def test_uploads_create_the_folder_and_refuse_links_out(tree: Tree, files:
     with pytest.raises(Forbidden):
         await files.save_uploads(tree.p("outdir"), [("canary.txt", str(staged))], tree.roots)
     tree.assert_outside_untouched()
+
+
+# --- identity, long names, file system failures, private data -----------------------------------------------------
+
+
+async def test_file_info_names_the_file_it_checked(tree: Tree, files: LocalFiles) -> None:
+    (tree.home / "notes.md").write_text("notes")
+    info = await files.file_info(tree.p("notes.md"), tree.roots)
+    found = (tree.home / "notes.md").stat()
+    assert (info.device, info.inode) == (found.st_dev, found.st_ino)
+
+
+async def test_a_name_of_255_bytes_in_two_byte_characters_is_written_and_uploaded(
+    tree: Tree, files: LocalFiles, tmp_path: Path
+) -> None:
+    name = "é" * 127
+    await files.write(tree.p(name), b"text", tree.roots)
+    assert (tree.home / name).read_bytes() == b"text"
+    staged = tmp_path / "staged"
+    staged.write_bytes(b"up")
+    (tree.home / "in").mkdir()
+    saved = await files.save_uploads(tree.p("in"), [(name, str(staged))], tree.roots)
+    assert [(s.name, s.size) for s in saved] == [(name, 2)]
+    assert sorted(p.name for p in tree.home.iterdir()) == ["in", name]
+
+
+def _failing(code: int) -> Callable[..., None]:
+    def fail(*args: object, **kwargs: object) -> None:
+        raise OSError(code, os.strerror(code), "/somewhere/outside/secret")
+
+    return fail
+
+
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [
+        (errno.EROFS, Forbidden),
+        (errno.EPERM, Forbidden),
+        (errno.ENOSPC, Unavailable),
+        (errno.EBUSY, Conflict),
+        (errno.EIO, Unavailable),
+    ],
+)
+async def test_file_system_failures_become_client_errors_without_the_path(
+    tree: Tree, files: LocalFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, error: type[Exception]
+) -> None:
+    """Each kind of call that changes the disk, failing as a read-only, full or busy disk makes it (we run as root,
+    so a chmod would not stop us)."""
+    (tree.home / "a.txt").write_text("a")
+    (tree.home / "folder").mkdir()
+    staged = tmp_path / "staged"
+    staged.write_bytes(b"x")
+    calls: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+        ("replace", lambda: files.write(tree.p("a.txt"), b"new", tree.roots)),
+        ("replace", lambda: files.save_uploads(tree.p("folder"), [("x.txt", str(staged))], tree.roots)),
+        ("mkdir", lambda: files.write(tree.p("new/b.txt"), b"b", tree.roots)),
+        ("unlink", lambda: files.delete(tree.p("a.txt"), tree.roots, ())),
+        ("rmdir", lambda: files.delete(tree.p("folder"), tree.roots, ())),
+    ]
+    for failing, call in calls:
+        with monkeypatch.context() as patched:
+            patched.setattr(os, failing, _failing(code))
+            with pytest.raises(error) as raised:
+                await call()
+        assert "secret" not in str(raised.value)
+    assert (tree.home / "a.txt").read_text() == "a"
+    assert sorted(p.name for p in tree.home.iterdir()) == ["a.txt", "folder"]
+
+
+async def test_a_listing_does_not_enter_private_data_nor_show_links_into_it(tree: Tree, tmp_path: Path) -> None:
+    data = tree.home / ".openclaw" / "data"
+    data.mkdir(parents=True)
+    (data / "token").write_text("secret")
+    (data / "db").mkdir()
+    (tree.home / "token-link").symlink_to(data / "token")
+    files = LocalDiskFiles(private=[str(data)])
+    listing = await files.list_tree(tree.p(""), tree.roots, depth=5, hidden=True, max_entries=100)
+    assert [entry.path for entry in listing.entries] == [".openclaw", ".openclaw/data"]

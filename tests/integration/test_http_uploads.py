@@ -536,6 +536,48 @@ async def test_a_link_planted_under_a_stored_name_is_refused(uploads: Uploads, t
     assert status == 403 and b"secret" not in data
 
 
+@pytest.mark.parametrize("swap", ["fifo", "link"])
+async def test_a_stored_file_swapped_after_it_was_located_is_refused_without_hanging(
+    uploads: Uploads, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, swap: str
+) -> None:
+    """The transport opens the located path itself: once, without following a link or waiting on a FIFO."""
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"secret")
+    _, body = await uploads.upload("t1", Part(b"mine", "a.txt", content_type="text/plain"))
+    path = body["files"][0]["path"]
+    stored = uploads.store_root / "default" / "t1" / path.rsplit("/", 1)[1]
+    located = FileUploadStore.locate
+
+    async def locate_then_swap(self: FileUploadStore, *args: str) -> object:
+        found = await located(self, *args)
+        stored.unlink()
+        if swap == "fifo":
+            os.mkfifo(stored)
+        else:
+            stored.symlink_to(secret)
+        return found
+
+    monkeypatch.setattr(FileUploadStore, "locate", locate_then_swap)
+    status, headers, data = await uploads.get(path, **AUTH)
+    assert status in {403, 404}
+    assert_json_error(headers, data, "Forbidden" if status == 403 else "Not Found")
+
+
+async def test_preconditions_are_read_on_the_opened_file(uploads: Uploads) -> None:
+    _, body = await uploads.upload("t1", Part(PNG, "a.png", content_type="image/png"))
+    path = body["files"][0]["path"]
+    _, headers, _ = await uploads.get(path, **AUTH)
+    etag, modified = headers["Etag"], headers["Last-Modified"]
+    assert (await uploads.get(path, **{"If-Match": etag}, **AUTH))[::2] == (200, PNG)
+    assert (await uploads.get(path, **{"If-Modified-Since": modified}, **AUTH))[::2] == (304, b"")
+    assert (await uploads.get(path, **{"If-Unmodified-Since": modified}, **AUTH))[::2] == (200, PNG)
+    past = "Mon, 01 Jan 2001 00:00:00 GMT"
+    status, headers, data = await uploads.get(path, **{"If-Unmodified-Since": past}, **AUTH)
+    assert status == 412
+    assert_json_error(headers, data, "Precondition Failed")
+    assert (await uploads.get(path, **{"If-Modified-Since": past}, **AUTH))[::2] == (200, PNG)
+
+
 async def test_deleting_the_thread_removes_its_files(uploads: Uploads) -> None:
     _, body = await uploads.upload("t1", Part(PNG, "a.png", content_type="image/png"), Part(b"x", "b.txt"))
     await uploads.thread("t2")

@@ -6,10 +6,12 @@ Requests go out as raw bytes on a socket so that each encoding trick reaches the
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -274,3 +276,159 @@ async def test_uploads_through_a_link_out_are_refused(box: Box) -> None:
         async with session.post(url, data=form, headers={"Authorization": f"Bearer {TOKEN}"}) as response:
             assert response.status == 403
     assert box.snapshot() == before
+
+
+# --- what is served is the file that was checked ----------------------------------------------------------------------
+
+
+def _swap_after_check(monkeypatch: pytest.MonkeyPatch, change: Callable[[], None]) -> None:
+    """Run `change` once the adapter has checked the file and before the transport opens it to stream it."""
+    original = local_module._file_info
+
+    def checked_then_swap(path: PurePosixPath, roots: object) -> object:
+        result = original(path, roots)  # type: ignore[arg-type]
+        change()
+        return result
+
+    monkeypatch.setattr(local_module, "_file_info", checked_then_swap)
+
+
+def _replace_with_link(path: Path, target: Path) -> Callable[[], None]:
+    def change() -> None:
+        if path.is_dir() and not path.is_symlink():
+            for child in path.iterdir():
+                child.unlink()
+            path.rmdir()
+        else:
+            path.unlink()
+        path.symlink_to(target)
+
+    return change
+
+
+def _replace_with_fifo(path: Path) -> Callable[[], None]:
+    def change() -> None:
+        path.unlink()
+        os.mkfifo(path)
+
+    return change
+
+
+SWAPS: list[tuple[str, str, Callable[[Box], Callable[[], None]]]] = [
+    (
+        "the file for a link out",
+        "~/docs/a.txt",
+        lambda b: _replace_with_link(b.home / "docs" / "a.txt", b.outside / "canary.txt"),
+    ),
+    ("a folder for a link out", "~/docs/canary.txt", lambda b: _replace_with_link(b.home / "docs", b.outside)),
+    (
+        "a folder for a link into the private data",
+        "~/docs/token",
+        lambda b: _replace_with_link(b.home / "docs", b.home / ".openclaw" / "clawchats"),
+    ),
+    ("the file for a FIFO", "~/docs/a.txt", lambda b: _replace_with_fifo(b.home / "docs" / "a.txt")),
+]
+CASES = [
+    *((route, *swap) for route in ("/api/file", "/api/workspace/file") for swap in SWAPS),
+    (
+        "/api/file",
+        "the file in /tmp for a FIFO",
+        "{base}/tmp/a.txt",
+        lambda b: _replace_with_fifo(b.base / "tmp" / "a.txt"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("route", "name", "target", "swap"), CASES, ids=[f"{c[0]} {c[1]}" for c in CASES])
+async def test_a_file_swapped_between_check_and_open_is_refused(
+    box: Box,
+    http_raw: Raw,
+    monkeypatch: pytest.MonkeyPatch,
+    route: str,
+    name: str,
+    target: str,
+    swap: Callable[[Box], Callable[[], None]],
+) -> None:
+    """The transport opens the checked path again to stream it: a link or a FIFO swapped in meanwhile (by anyone
+    who may write in a read root) is refused, with JSON, and nothing outside or private goes out (a FIFO would
+    also hang a worker thread for good, and the request with it, without `O_NONBLOCK`)."""
+    for mine in (box.home / "docs" / name for name in ("a.txt", "canary.txt", "token")):
+        mine.write_text("mine")
+    (box.base / "tmp" / "a.txt").write_text("mine")
+    _swap_after_check(monkeypatch, swap(box))
+    response = await send(http_raw, box, "GET", f"{route}?path={target.format(base=box.base)}")
+    assert response.status in {403, 404}, response.body
+    assert set(response.json()) == {"error"}
+    assert CANARY not in response.body and b"mine" not in response.body
+    assert response.headers["content-type"].startswith("application/json")
+
+
+async def test_a_file_swapped_for_another_regular_file_is_refused(
+    box: Box, http_raw: Raw, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a link, not a FIFO, but not the file that was checked either (a rename over it): refused too."""
+    checked, other = box.home / "docs" / "a.txt", box.home / "docs" / "b.txt"
+    checked.write_text("checked")
+    other.write_text("swapped in")
+
+    def rename_over() -> None:
+        other.replace(checked)
+
+    _swap_after_check(monkeypatch, rename_over)
+    response = await send(http_raw, box, "GET", "/api/file?path=~/docs/a.txt")
+    assert (response.status, set(response.json())) == (403, {"error"})
+
+
+# --- names, file system failures and the private data in listings ---------------------------------------------------
+
+
+async def test_a_long_multibyte_name_is_written_and_uploaded(box: Box, http_raw: Raw) -> None:
+    """Names up to the file system's 255 bytes, of two bytes a character: the temporary files beside them must
+    fit as well."""
+    written = "é" * 127
+    response = await send(http_raw, box, "PUT", f"/api/workspace/file?path=~/docs/{quote(written)}", b"text")
+    assert (response.status, response.json()) == (200, {"ok": True})
+    assert (box.home / "docs" / written).read_bytes() == b"text"
+    form = aiohttp.FormData()
+    form.add_field("files", b"uploaded", filename="é" * 127, content_type="text/plain")
+    async with aiohttp.ClientSession() as session:
+        url = f"{box.server.url}/api/workspace/upload?path=~/docs"
+        async with session.post(url, data=form, headers={"Authorization": f"Bearer {TOKEN}"}) as uploaded:
+            assert uploaded.status == 200, await uploaded.text()
+            (saved,) = (await uploaded.json())["uploaded"]
+    assert (box.home / "docs" / saved["name"]).read_bytes() == b"uploaded"
+    assert not [p.name for p in (box.home / "docs").iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize(
+    ("failing", "code", "status"),
+    [
+        ("replace", errno.EROFS, 403),
+        ("replace", errno.EACCES, 403),
+        ("replace", errno.ENOSPC, 503),
+        ("mkdir", errno.EDQUOT, 503),
+        ("mkdir", errno.EIO, 503),
+    ],
+)
+async def test_a_file_system_failure_is_a_client_error_without_the_path(
+    box: Box, http_raw: Raw, monkeypatch: pytest.MonkeyPatch, failing: str, code: int, status: int
+) -> None:
+    """A read-only or full disk (we run as root, so chmod would not stop us: the call itself fails here)."""
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise OSError(code, os.strerror(code), str(box.outside / "secret-path"))
+
+    monkeypatch.setattr(os, failing, fail)
+    response = await send(http_raw, box, "PUT", "/api/workspace/file?path=~/new-folder/new.md", b"text")
+    assert (response.status, set(response.json())) == (status, {"error"})
+    assert b"secret-path" not in response.body and str(box.base).encode() not in response.body
+
+
+async def test_a_listing_never_shows_what_is_inside_the_private_data(box: Box, http_raw: Raw) -> None:
+    (box.home / "token-link").symlink_to(box.home / ".openclaw" / "clawchats" / "token")
+    for folder in ("~/.openclaw", "~"):
+        response = await send(http_raw, box, "GET", f"/api/workspace?path={folder}&depth=3&hidden=true")
+        assert response.status == 200, response.body
+        paths = [entry["path"] for entry in response.json()["files"]]
+        assert "workspace" in paths or ".openclaw/workspace" in paths
+        assert not [p for p in paths if "clawchats/" in p or p.endswith(("token-link", "data-link"))], paths

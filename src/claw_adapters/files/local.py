@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import os
 import secrets
 import shutil
@@ -23,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
-from claw_core.errors import Conflict, Forbidden, Invalid, NotFound
+from claw_core.errors import ClawError, Conflict, Forbidden, Invalid, NotFound, Unavailable
 from claw_core.ports import FileEntry, FileInfo, FileListing, SavedFile
 from claw_core.services.file_policy import is_within, numbered_name
 
@@ -55,7 +56,8 @@ class LocalDiskFiles:
     async def list_tree(
         self, path: PurePosixPath, roots: Sequence[PurePosixPath], *, depth: int, hidden: bool, max_entries: int
     ) -> FileListing:
-        return await asyncio.to_thread(self._guarded, _list_tree, path, roots, depth, hidden, max_entries)
+        listing = functools.partial(_list_tree, private=self._private)
+        return await asyncio.to_thread(self._guarded, listing, path, roots, depth, hidden, max_entries)
 
     async def write(self, path: PurePosixPath, data: bytes, roots: Sequence[PurePosixPath]) -> None:
         await asyncio.to_thread(self._guarded, _write, path, data, roots)
@@ -71,10 +73,15 @@ class LocalDiskFiles:
         return await asyncio.to_thread(self._guarded, _save_uploads, directory, files, roots)
 
     def _guarded(self, operation: Callable[..., _T], path: PurePosixPath, *args: Any) -> _T:
+        """Refuse a path into private data, run `operation`, and turn any file system failure it lets through
+        into a client error (see `_client_error`)."""
         real = _real(path)
         if any(is_within(real, _real(hidden)) for hidden in self._private):
             raise Forbidden("Access denied: this folder holds the connector's own data")
-        return operation(path, *args)
+        try:
+            return operation(path, *args)
+        except OSError as error:
+            raise _client_error(error) from None
 
 
 # --- resolving and walking ------------------------------------------------------------------------------------------
@@ -116,6 +123,34 @@ def _walk(real_root: PurePosixPath, parts: Sequence[str], *, create: bool = Fals
         yield fd
     finally:
         os.close(fd)
+
+
+_REFUSED = frozenset({errno.EACCES, errno.EPERM})
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+_BUSY = frozenset({errno.EBUSY, errno.ENOTEMPTY, errno.EEXIST, errno.ETXTBSY})
+
+
+def _client_error(error: OSError) -> ClawError:
+    """What a client is told of a file system failure the walk did not already turn into a client error: a fixed
+    message per kind, never the error's own text (it quotes paths, maybe of something outside the roots)."""
+    code = error.errno
+    if code in _REFUSED:
+        return Forbidden("Access denied by the file system")
+    if code == errno.EROFS:
+        return Forbidden("Access denied: the file system is read-only")
+    if code in _FULL:
+        return Unavailable("No space left on the device")
+    if code in (errno.ENOENT, errno.ENOTDIR):
+        return NotFound("Not found")
+    if code == errno.ELOOP:
+        return Forbidden("Access denied: a link appeared on the path")
+    if code == errno.ENAMETOOLONG:
+        return Invalid("A name on the path is too long")
+    if code == errno.EISDIR:
+        return Invalid("That is a folder, not a file")
+    if code in _BUSY:
+        return Conflict("The file system refused: the file or folder is in use or changed meanwhile")
+    return Unavailable("The file system failed; try again")
 
 
 def _walk_error(error: OSError, parent_fd: int | None = None, name: str = "") -> Exception:
@@ -172,23 +207,37 @@ def _file_info(path: PurePosixPath, roots: Sequence[PurePosixPath]) -> FileInfo:
         raise Invalid("That is a folder, not a file")
     if not stat.S_ISREG(info.st_mode):
         raise Forbidden("Access denied: not a regular file")
-    return FileInfo(str(real_root.joinpath(*parts)), info.st_size, _modified_ms(info))
+    return FileInfo(
+        str(real_root.joinpath(*parts)), info.st_size, _modified_ms(info), device=info.st_dev, inode=info.st_ino
+    )
 
 
 def _list_tree(
-    path: PurePosixPath, roots: Sequence[PurePosixPath], depth: int, hidden: bool, max_entries: int
+    path: PurePosixPath,
+    roots: Sequence[PurePosixPath],
+    depth: int,
+    hidden: bool,
+    max_entries: int,
+    *,
+    private: Sequence[PurePosixPath],
 ) -> FileListing:
     real_root, parts = _contained(path, roots)
     real_roots = [_real(root) for root in roots]
     with _walk(real_root, parts) as fd:
-        lister = _Lister(real_roots, hidden, max_entries)
+        lister = _Lister(real_roots, [_real(hidden) for hidden in private], hidden, max_entries)
         lister.scan(fd, real_root.joinpath(*parts), "", depth)
     return FileListing(lister.entries, lister.truncated)
 
 
 class _Lister:
-    def __init__(self, real_roots: list[PurePosixPath], hidden: bool, max_entries: int) -> None:
+    """Walks a folder depth first. A private folder (the connector's own data) is listed, never entered, and a
+    link into one is left out: its names and sizes are nobody's business."""
+
+    def __init__(
+        self, real_roots: list[PurePosixPath], real_private: Sequence[PurePosixPath], hidden: bool, max_entries: int
+    ) -> None:
         self.real_roots = real_roots
+        self.real_private = real_private
         self.hidden = hidden
         self.max_entries = max_entries
         self.entries: list[FileEntry] = []
@@ -206,8 +255,8 @@ class _Lister:
                     is_link = stat.S_ISLNK(info.st_mode)
                     if is_link:
                         target = _real(real_dir / name)
-                        if not any(is_within(target, root) for root in self.real_roots):
-                            continue  # a link out of the roots is not even shown
+                        if not any(is_within(target, root) for root in self.real_roots) or self._private(target):
+                            continue  # a link out of the roots, or into private data, is not even shown
                         info = os.stat(target)
                 except OSError:
                     continue  # vanished meanwhile, or a broken link
@@ -220,7 +269,7 @@ class _Lister:
             relative = f"{prefix}{name}"
             size = 0 if is_dir else info.st_size
             self.entries.append(FileEntry(relative, name, is_dir, size, _modified_ms(info)))
-            if is_dir and not is_link and depth > 1:
+            if is_dir and not is_link and depth > 1 and not self._private(real_dir / name):
                 try:
                     child = os.open(name, _DIRECTORY_FLAGS, dir_fd=fd)
                 except OSError:
@@ -231,6 +280,9 @@ class _Lister:
                     pass
                 finally:
                     os.close(child)
+
+    def _private(self, real: PurePosixPath) -> bool:
+        return any(is_within(real, hidden) for hidden in self.real_private)
 
 
 # --- writing --------------------------------------------------------------------------------------------------------
@@ -261,9 +313,15 @@ def _write(path: PurePosixPath, data: bytes, roots: Sequence[PurePosixPath]) -> 
         os.fsync(parent_fd)
 
 
+def _temporary_name() -> str:
+    """A fresh hidden name for a file being written. Fixed in length: one derived from the target's name would
+    exceed the file system's 255 bytes for a long multibyte name the target itself fits in."""
+    return f".claw-{secrets.token_hex(8)}.tmp"
+
+
 def _write_temporary(directory_fd: int, name: str, data: bytes, mode: int) -> str:
     """A new, synced file beside `name` holding `data`; its name."""
-    temporary = f".{name[:200]}.{secrets.token_hex(6)}.tmp"
+    temporary = _temporary_name()
     fd = os.open(temporary, _NEW_FILE_FLAGS, 0o600, dir_fd=directory_fd)
     try:
         with os.fdopen(fd, "wb") as file:
@@ -326,7 +384,7 @@ def _save_uploads(
 
 def _copy_in(directory_fd: int, name: str, source: str) -> tuple[int, str]:
     """Copy the transport's staging file into a synced temporary file of the folder: its size and name."""
-    temporary = f".{name[:200]}.{secrets.token_hex(6)}.tmp"
+    temporary = _temporary_name()
     fd = os.open(temporary, _NEW_FILE_FLAGS, 0o600, dir_fd=directory_fd)
     size = 0
     try:

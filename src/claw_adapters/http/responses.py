@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import stat
 from collections.abc import Mapping
 from http import HTTPStatus
-from pathlib import Path
 
 import orjson
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
+from aiohttp.web_fileresponse import _FileResponseResult
 from multidict import CIMultiDict
 
 from claw_core.api.contract import ApiResponse, FileBody
@@ -92,7 +94,7 @@ def render_file(response: ApiResponse, body: FileBody) -> web.FileResponse:
     headers["Content-Type"] = body.content_type
     if body.disposition is not None:
         headers["Content-Disposition"] = body.disposition
-    return _ExactFileResponse(body.path, status=response.status, headers=headers)
+    return _ExactFileResponse(body, status=response.status, headers=headers)
 
 
 class _JsonFileErrors(web.StreamResponse):
@@ -114,15 +116,62 @@ class _JsonFileErrors(web.StreamResponse):
         return writer
 
 
-class _ExactFileResponse(web.FileResponse, _JsonFileErrors):
-    """aiohttp's FileResponse serving exactly the path it was given. Left to itself it would serve a `.gz` or
-    `.br` sibling instead when `Accept-Encoding` allows (other bytes than the handler checked, and a `Vary` that
-    replaces ours), and follow a link at the last component; here the path is `lstat`ed, must be a regular file
-    (else 403) and is never swapped for a sibling."""
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
-    def _get_file_path_stat_encoding(self, accept_encoding: str) -> tuple[Path | None, os.stat_result, str | None]:
-        found = self._path.lstat()
-        return (self._path if stat.S_ISREG(found.st_mode) else None), found, None
+
+class _ExactFileResponse(web.FileResponse, _JsonFileErrors):
+    """aiohttp's FileResponse serving exactly the file the handler checked. Left to itself it would serve a `.gz`
+    or `.br` sibling instead when `Accept-Encoding` allows (other bytes than the handler checked, and a `Vary` that
+    replaces ours), `stat` the path, then open it again by name following every link, and block a worker thread
+    for good on a FIFO. Here the open step (`_make_response`, run in a worker thread) is replaced: the path is
+    opened once, with `O_NOFOLLOW | O_NONBLOCK`, `fstat`ed, refused (403) unless it is a regular file and, when the
+    handler said which, the very file it checked (same device and inode: a file or a folder on the way swapped
+    since the check is another file), and that descriptor is what is streamed. aiohttp's own code then answers
+    ranges, conditional requests and HEAD from it."""
+
+    def __init__(self, body: FileBody, *, status: int, headers: CIMultiDict[str]) -> None:
+        super().__init__(body.path, status=status, headers=headers)
+        self._checked = None if body.device is None or body.inode is None else (body.device, body.inode)
+
+    def _make_response(
+        self, request: web.BaseRequest, accept_encoding: str
+    ) -> tuple[_FileResponseResult, io.BufferedReader | None, os.stat_result, str | None]:
+        fd = os.open(self._path, _OPEN_FLAGS)
+        try:
+            found = os.fstat(fd)
+            if not stat.S_ISREG(found.st_mode) or (
+                self._checked is not None and (found.st_dev, found.st_ino) != self._checked
+            ):
+                os.close(fd)
+                return _FileResponseResult.NOT_ACCEPTABLE, None, found, None
+            result = _precondition(request, found)
+            if result is not _FileResponseResult.SEND_FILE:
+                os.close(fd)
+                return result, None, found, None
+            return result, open(fd, "rb", closefd=True), found, None  # aiohttp closes it
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            raise
+
+
+def _precondition(request: web.BaseRequest, found: os.stat_result) -> _FileResponseResult:
+    """aiohttp's own reading of `If-Match`, `If-Unmodified-Since`, `If-None-Match` and `If-Modified-Since`
+    (RFC 9110 section 13.2.2), on the opened file's `fstat`."""
+    etag = f"{found.st_mtime_ns:x}-{found.st_size:x}"
+    if_match = request.if_match
+    if if_match is not None and not web.FileResponse._etag_match(etag, if_match, weak=False):
+        return _FileResponseResult.PRE_CONDITION_FAILED
+    unmodified_since = request.if_unmodified_since
+    if unmodified_since is not None and if_match is None and found.st_mtime > unmodified_since.timestamp():
+        return _FileResponseResult.PRE_CONDITION_FAILED
+    if_none_match = request.if_none_match
+    if if_none_match is not None and web.FileResponse._etag_match(etag, if_none_match, weak=True):
+        return _FileResponseResult.NOT_MODIFIED
+    modified_since = request.if_modified_since
+    if modified_since is not None and if_none_match is None and found.st_mtime <= modified_since.timestamp():
+        return _FileResponseResult.NOT_MODIFIED
+    return _FileResponseResult.SEND_FILE
 
 
 def secure_headers(response: web.StreamResponse, allowed_origin: str | None) -> None:

@@ -100,7 +100,7 @@ def file_routes(api: FileApi) -> list[Route]:
             if info.size > limit:
                 raise TooLarge(f"File is larger than {limit // (1024 * 1024)} MB")
         disposition = content_disposition(path.name, attachment=kind.active)
-        body = FileBody(info.real_path, kind.content_type, disposition)
+        body = FileBody(info.real_path, kind.content_type, disposition, device=info.device, inode=info.inode)
         return ApiResponse(200, body, content_type=kind.content_type, headers=_SANDBOX)
 
     async def read_any(request: ApiRequest) -> ApiResponse:
