@@ -10,6 +10,7 @@ HashingEmbedder, whose cosine grows with the words two texts share.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -257,6 +258,39 @@ async def test_an_embedder_giving_vectors_of_another_size_is_unavailable_not_a_b
     finally:
         await store.close()
     assert await admin.fetchval("SELECT count(*) FROM memories") == 1
+
+
+class SlowEmbedder(HashingEmbedder):
+    """Takes 0.3 s per call (a remote model under load) and counts the calls waiting at once."""
+
+    def __init__(self, dimensions: int) -> None:
+        super().__init__(dimensions)
+        self.waiting = 0
+        self.most_waiting = 0
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        self.waiting += 1
+        self.most_waiting = max(self.most_waiting, self.waiting)
+        try:
+            await asyncio.sleep(0.3)
+        finally:
+            self.waiting -= 1
+        return await super().embed(texts)
+
+
+async def test_a_slow_embedder_holds_no_pooled_connection(pgvector_database: str, admin: asyncpg.Connection) -> None:
+    """30 puts at once, each waiting 0.3 s for its vector, on a pool of 4 connections asked for within 1 s: they
+    embed side by side and take a connection only for their statement, so none times out."""
+    embedder = SlowEmbedder(DIMENSIONS)
+    store = PostgresMemoryStore(dsn=pgvector_database, collection=None, embedder=embedder, connect_timeout_s=1.0)
+    items = [MemoryItem(str(uuid.UUID(int=n + 1)), {"data": f"memory number {n}"}) for n in range(30)]
+    try:
+        assert await asyncio.gather(*(store.put(item) for item in items)) == [True] * 30
+        assert embedder.most_waiting > postgres_memory.POOL_MAX_SIZE
+        assert [hit.id for hit in await store.search("number 7", limit=5)] == [items[7].id]
+    finally:
+        await store.close()
+    assert await admin.fetchval("SELECT count(*) FROM memories WHERE vector IS NOT NULL") == 30
 
 
 # --- when the semantic path does not apply ---

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from claw_adapters.memory.in_memory import InMemoryMemoryStore
 from claw_core.errors import Invalid, Unavailable
 from claw_core.model import MemoryItem
 from claw_core.ports import MemoryPage
-from claw_core.services.memory_copy import CopyProgress, CopyReport, copy_memories
+from claw_core.services.memory_copy import MAX_CONCURRENT_PUTS, CopyProgress, CopyReport, copy_memories
 
 
 async def filled(count: int) -> InMemoryMemoryStore:
@@ -108,3 +110,27 @@ async def test_a_target_that_fails_stops_the_copy() -> None:
 async def test_the_batch_size_must_be_positive() -> None:
     with pytest.raises(Invalid):
         await copy_memories(InMemoryMemoryStore(), InMemoryMemoryStore(), batch_size=0)
+
+
+async def test_the_puts_of_a_page_run_together_up_to_the_cap() -> None:
+    class Watched(InMemoryMemoryStore):
+        """Counts the puts in flight; each yields to the loop once, so the others can start meanwhile."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.in_flight = 0
+            self.most_in_flight = 0
+
+        async def put(self, item: MemoryItem) -> bool:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            try:
+                await asyncio.sleep(0)
+                return await super().put(item)
+            finally:
+                self.in_flight -= 1
+
+    target = Watched()
+    report = await copy_memories(await filled(3 * MAX_CONCURRENT_PUTS), target, batch_size=3 * MAX_CONCURRENT_PUTS)
+    assert report.problems == []
+    assert target.most_in_flight == MAX_CONCURRENT_PUTS

@@ -5,6 +5,11 @@ and the first call that needs the database creates a small pool (and the table, 
 postgres_schema). Every failure to reach the server becomes `Unavailable`, whose message names the host and port
 only, never the DSN (which may hold a password); `status()` reports it instead of raising.
 
+Only making a missing table needs the embedder's vector size: while an embedder cannot tell it (down since the
+start), an existing table is read as it is and searched by words, and a missing one reads as empty and refuses writes
+until the size is known (docs/adr/0011: a failing embedder costs ranking, not search). Embeddings are computed
+before a pooled connection is taken, so a slow embedder never holds one.
+
 Search by words runs inside PostgreSQL: one case-insensitive regular expression per word, with word boundaries
 (`(?<![[:alnum:]])word(?![[:alnum:]])`), ANDed, which the pg_trgm GIN index on `payload->>'data'` serves; the
 first `RANKING_WINDOW` matches found are ranked by how often the words occur (a bounded cost). With an embedder
@@ -24,7 +29,7 @@ import contextlib
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -142,7 +147,7 @@ class PostgresMemoryStore:
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
     ) -> None:
         self.collection = table_name(collection)
-        self._table = quote_identifier(self.collection)
+        self._table_sql = quote_identifier(self.collection)
         self._dsn = dsn
         self._server = describe_server(dsn)
         self._embedder = embedder
@@ -157,31 +162,36 @@ class PostgresMemoryStore:
             count = await self.count()
         except Unavailable as exc:
             return MemoryStatus(reachable=False, backend=BACKEND, collection=self.collection, error=exc.message)
+        layout = self._layout
         return MemoryStatus(
             reachable=True,
             backend=BACKEND,
             collection=self.collection,
             points_count=count,
-            semantic=self._layout is not None and self._can_embed_for(self._layout),
+            semantic=layout is not None and self._can_embed_for(layout),
         )
 
     async def count(self) -> int:
-        async with self._connection() as (connection, _):
-            return int(await connection.fetchval(f"SELECT count(*) FROM {self._table}"))
+        if await self._table() is None:
+            return 0
+        async with self._connection() as connection:
+            return int(await connection.fetchval(f"SELECT count(*) FROM {self._table_sql}"))
 
     async def page(self, *, limit: int, cursor: str | None = None) -> MemoryPage:
         size = _checked_limit(limit)
         after = None if cursor is None else canonical_memory_id(cursor)
         if cursor is not None and after is None:
             raise Invalid("Invalid cursor")
-        async with self._connection() as (connection, _):
+        if await self._table() is None:
+            return MemoryPage(memories=[], next_cursor=None)
+        async with self._connection() as connection:
             if after is None:
                 rows = await connection.fetch(
-                    f"SELECT id, payload::text FROM {self._table} ORDER BY id LIMIT $1", size + 1
+                    f"SELECT id, payload::text FROM {self._table_sql} ORDER BY id LIMIT $1", size + 1
                 )
             else:
                 rows = await connection.fetch(
-                    f"SELECT id, payload::text FROM {self._table} WHERE id > $1::uuid ORDER BY id LIMIT $2",
+                    f"SELECT id, payload::text FROM {self._table_sql} WHERE id > $1::uuid ORDER BY id LIMIT $2",
                     after,
                     size + 1,
                 )
@@ -197,22 +207,27 @@ class PostgresMemoryStore:
             raise Invalid(f"A search takes at most {MAX_SEARCH_WORDS} words")
         patterns = [word_pattern(word) for word in words]
         window = max(RANKING_WINDOW, size)
-        async with self._connection() as (connection, layout):
-            vector = await self._query_vector(layout, query)
+        layout = await self._table()
+        if layout is None:
+            return []
+        vector = await self._query_vector(layout, query)  # before taking a connection: the embedder may be slow
+        async with self._connection() as connection:
             if vector is not None:
                 rows = await connection.fetch(
-                    vector_search_sql(self._table, len(words), window=window), *patterns, vector, size
+                    vector_search_sql(self._table_sql, len(words), window=window), *patterns, vector, size
                 )
             else:
-                rows = await connection.fetch(word_search_sql(self._table, len(words), window=window), *patterns, size)
+                rows = await connection.fetch(
+                    word_search_sql(self._table_sql, len(words), window=window), *patterns, size
+                )
         return [_item(row, score=_score(row[2])) for row in rows]
 
     async def get(self, memory_id: str) -> MemoryItem:
         key = canonical_memory_id(memory_id)
-        if key is None:
+        if key is None or await self._table() is None:
             raise NotFound("Memory not found")
-        async with self._connection() as (connection, _):
-            row = await connection.fetchrow(f"SELECT id, payload::text FROM {self._table} WHERE id = $1::uuid", key)
+        async with self._connection() as connection:
+            row = await connection.fetchrow(f"SELECT id, payload::text FROM {self._table_sql} WHERE id = $1::uuid", key)
         if row is None:
             raise NotFound("Memory not found")
         return _item(row)
@@ -220,10 +235,12 @@ class PostgresMemoryStore:
     async def add(self, data: str, *, payload: JsonObject | None = None, memory_id: str | None = None) -> MemoryItem:
         stored = new_payload(data, payload)
         key = new_memory_id() if memory_id is None else require_memory_id(memory_id)
-        async with self._connection() as (connection, layout):
+        layout = await self._writable_table()
+        semantic = self._semantic(layout)
+        values = await self._insert_values(layout, semantic, key, stored)
+        async with self._connection() as connection:
             row = await connection.fetchrow(
-                self._insert_sql(layout, on_conflict="DO NOTHING", returning="id, payload::text"),
-                *await self._insert_values(layout, key, stored),
+                self._insert_sql(layout, semantic, on_conflict="DO NOTHING", returning="id, payload::text"), *values
             )
         if row is None:
             raise Conflict("A memory with this id already exists")
@@ -231,14 +248,15 @@ class PostgresMemoryStore:
 
     async def put(self, item: MemoryItem) -> bool:
         key = require_memory_id(item.id)
-        async with self._connection() as (connection, layout):
-            assignments = "payload = EXCLUDED.payload" + (
-                ", vector = EXCLUDED.vector" if self._semantic(layout) else ""
-            )
+        layout = await self._writable_table()
+        semantic = self._semantic(layout)
+        values = await self._insert_values(layout, semantic, key, item.payload)
+        assignments = "payload = EXCLUDED.payload" + (", vector = EXCLUDED.vector" if semantic else "")
+        async with self._connection() as connection:
             inserted = await connection.fetchval(
                 # xmax is 0 on a row version this statement inserted, and set on one it updated
-                self._insert_sql(layout, on_conflict=f"DO UPDATE SET {assignments}", returning="xmax = 0"),
-                *await self._insert_values(layout, key, item.payload),
+                self._insert_sql(layout, semantic, on_conflict=f"DO UPDATE SET {assignments}", returning="xmax = 0"),
+                *values,
             )
         return bool(inserted)
 
@@ -247,14 +265,17 @@ class PostgresMemoryStore:
         if key is None:
             raise NotFound("Memory not found")
         text = require_text(data)
-        async with self._connection() as (connection, layout):
-            values: list[object] = [key, text, content_hash(text), now_iso()]
-            vector_assignment = ""
-            if self._semantic(layout):
-                values.append(await self._vector_literal(text))
-                vector_assignment = ", vector = $5::text::vector"
+        layout = await self._table()
+        if layout is None:
+            raise NotFound("Memory not found")
+        values: list[object] = [key, text, content_hash(text), now_iso()]
+        vector_assignment = ""
+        if self._semantic(layout):
+            values.append(await self._vector_literal(text))
+            vector_assignment = ", vector = $5::text::vector"
+        async with self._connection() as connection:
             row = await connection.fetchrow(
-                f"UPDATE {self._table} SET payload = COALESCE(payload, '{{}}'::jsonb)"
+                f"UPDATE {self._table_sql} SET payload = COALESCE(payload, '{{}}'::jsonb)"
                 " || jsonb_build_object('data', $2::text, 'hash', $3::text, 'updated_at', $4::text)"
                 f"{vector_assignment} WHERE id = $1::uuid RETURNING id, payload::text",
                 *values,
@@ -265,10 +286,10 @@ class PostgresMemoryStore:
 
     async def delete(self, memory_id: str) -> None:
         key = canonical_memory_id(memory_id)
-        if key is None:
+        if key is None or await self._table() is None:
             raise NotFound("Memory not found")
-        async with self._connection() as (connection, _):
-            deleted = await connection.fetchval(f"DELETE FROM {self._table} WHERE id = $1::uuid RETURNING id", key)
+        async with self._connection() as connection:
+            deleted = await connection.fetchval(f"DELETE FROM {self._table_sql} WHERE id = $1::uuid RETURNING id", key)
         if deleted is None:
             raise NotFound("Memory not found")
 
@@ -284,16 +305,39 @@ class PostgresMemoryStore:
             pool.terminate()
 
     # -- the connection, the table and the errors
+    #
+    # A call first learns the table's layout (`_table`, which holds a connection only the first time, to read or
+    # make the table), then embeds what it needs, and only then takes a pooled connection for its statement: an
+    # embedder that is slow never holds one of the few connections (a pool of POOL_MAX_SIZE) while it answers.
 
     @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[tuple[Any, TableLayout]]:
-        """A pooled connection and the table's layout; any failure to reach the server raises Unavailable."""
-        if self._closed:
-            raise Unavailable("The memory store is closed")
-        try:
-            pool, layout = await self._ready()
+    async def _connection(self) -> AsyncIterator[Any]:
+        """A pooled connection; any failure to reach the server raises Unavailable."""
+        with self._translated_errors():
+            async with self._setup:
+                pool = await self._open_pool()
             async with pool.acquire(timeout=self._connect_timeout_s) as connection:
-                yield connection, layout
+                yield connection
+
+    async def _table(self) -> TableLayout | None:
+        """The table's layout; None when the table is missing and cannot be made yet (see `_ready`), which a read
+        takes as an empty table."""
+        with self._translated_errors():
+            return await self._ready()
+
+    async def _writable_table(self) -> TableLayout:
+        layout = await self._table()
+        if layout is None:
+            raise Unavailable(
+                f"The memory table {self.collection} is missing and cannot be made before the embedder tells its"
+                " vector size; try again"
+            )
+        return layout
+
+    @contextlib.contextmanager
+    def _translated_errors(self) -> Iterator[None]:
+        try:
+            yield
         except ClawError:
             raise
         except asyncpg.DataError as exc:  # SQLSTATE class 22: a value PostgreSQL cannot store (e.g. \u0000 in JSON)
@@ -307,29 +351,54 @@ class PostgresMemoryStore:
             # `from None`: the driver's own message of a malformed DSN may quote the DSN, password included
             raise Unavailable(f"PostgreSQL at {self._server} cannot be reached ({_reason(exc)})") from None
 
-    async def _ready(self) -> tuple[Any, TableLayout]:
+    async def _open_pool(self) -> Any:
+        """The pool, created on first use. Called holding `_setup`."""
+        if self._closed:
+            raise Unavailable("The memory store is closed")
+        if self._pool is None:
+            self._pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=POOL_MIN_SIZE,
+                max_size=POOL_MAX_SIZE,
+                timeout=self._connect_timeout_s,
+                command_timeout=COMMAND_TIMEOUT_S,
+            )
+        return self._pool
+
+    async def _ready(self) -> TableLayout | None:
+        """The table's layout, read (and the table made when missing) on the first call.
+
+        Only making the table needs the embedder's size (for its vector column): an existing table is read as it
+        is, even while the embedder cannot tell its size. A missing table is left alone then (made without the
+        column, it would never have semantic search) and None is answered; the next call looks again."""
         async with self._setup:
-            if self._closed:
-                raise Unavailable("The memory store is closed")
-            if self._pool is None:
-                self._pool = await asyncpg.create_pool(
-                    self._dsn,
-                    min_size=POOL_MIN_SIZE,
-                    max_size=POOL_MAX_SIZE,
-                    timeout=self._connect_timeout_s,
-                    command_timeout=COMMAND_TIMEOUT_S,
-                )
+            pool = await self._open_pool()
             if self._layout is None:
-                dimensions = None if self._embedder is None else self._embedder.dimensions
-                async with self._pool.acquire(timeout=self._connect_timeout_s) as connection:
-                    self._layout = await ensure_table(connection, self.collection, vector_dimensions=dimensions)
-            return self._pool, self._layout
+                dimensions, known = self._embedder_dimensions()
+                async with pool.acquire(timeout=self._connect_timeout_s) as connection:
+                    self._layout = await ensure_table(
+                        connection, self.collection, vector_dimensions=dimensions, create=known
+                    )
+            return self._layout
+
+    def _embedder_dimensions(self) -> tuple[int | None, bool]:
+        """(the embedder's size or None without an embedder, whether that is known)."""
+        if self._embedder is None:
+            return None, True
+        try:
+            return self._embedder.dimensions, True
+        except Unavailable:
+            return None, False
 
     def _semantic(self, layout: TableLayout) -> bool:
-        return self._embedder is not None and layout.vector_dimensions == self._embedder.dimensions
+        """Whether the table holds vectors of the embedder's size. Unavailable while the embedder cannot tell its
+        size and the table has a vector column: a write must not store a memory without its vector then."""
+        if self._embedder is None or layout.vector_dimensions is None:
+            return False
+        return layout.vector_dimensions == self._embedder.dimensions
 
     def _can_embed_for(self, layout: TableLayout) -> bool:
-        """`_semantic`, but False while the embedder cannot say its vector size (it is down)."""
+        """`_semantic`, but False while the embedder cannot say its vector size (it is down); asked on every call."""
         try:
             return self._semantic(layout)
         except Unavailable:
@@ -340,7 +409,7 @@ class PostgresMemoryStore:
         table has no vectors of the embedder's size, and also when the embedder fails, so that an embedder being
         down costs ranking, not search."""
         try:
-            return await self._vector_literal(query) if self._semantic(layout) else None
+            return await self._vector_literal(query) if self._can_embed_for(layout) else None
         except (Unavailable, UpstreamError) as error:
             log.warning("memory search by words only: the embedder failed (%s)", error.message)
             return None
@@ -354,24 +423,25 @@ class PostgresMemoryStore:
             raise Unavailable(f"The embedder returned {len(vector)} numbers, not {self._embedder.dimensions}")
         return _vector_text(vector)
 
-    def _insert_sql(self, layout: TableLayout, *, on_conflict: str, returning: str) -> str:
+    def _insert_sql(self, layout: TableLayout, semantic: bool, *, on_conflict: str, returning: str) -> str:
         columns = ["id", "payload"]
         if layout.has_created_at:
             columns.append("created_at")
-        if self._semantic(layout):
+        if semantic:
             columns.append("vector")
         casts = {"id": "uuid", "payload": "jsonb", "created_at": "timestamptz", "vector": "text::vector"}
         values = ", ".join(f"${n}::{casts[column]}" for n, column in enumerate(columns, start=1))
         return (
-            f"INSERT INTO {self._table} ({', '.join(columns)}) VALUES ({values})"
+            f"INSERT INTO {self._table_sql} ({', '.join(columns)}) VALUES ({values})"
             f" ON CONFLICT (id) {on_conflict} RETURNING {returning}"
         )
 
-    async def _insert_values(self, layout: TableLayout, key: str, payload: JsonObject) -> list[object]:
+    async def _insert_values(self, layout: TableLayout, semantic: bool, key: str, payload: JsonObject) -> list[object]:
+        """The values of `_insert_sql`, the vector (when `semantic`) embedded here, before a connection is taken."""
         values: list[object] = [key, _dump(payload)]
         if layout.has_created_at:
             values.append(_timestamp(payload.get("created_at")))
-        if self._semantic(layout):
+        if semantic:
             text = payload.get("data")
             values.append(await self._vector_literal(text) if isinstance(text, str) and text.strip() else None)
         return values

@@ -81,14 +81,20 @@ def trigram_index_name(table: str) -> str:
     return f"{table[:40]}_{digest}_data_trgm_idx"
 
 
-async def ensure_table(connection: Any, table: str, *, vector_dimensions: int | None) -> TableLayout:
+async def ensure_table(
+    connection: Any, table: str, *, vector_dimensions: int | None, create: bool = True
+) -> TableLayout | None:
     """Create the table when missing, and the trigram extension and index when allowed; report the layout.
 
-    `connection` is an asyncpg connection. `vector_dimensions` is the embedder's size, or None without one."""
+    `connection` is an asyncpg connection. `vector_dimensions` is the embedder's size, or None without one.
+    `create` False leaves a missing table alone and answers None: the store passes it while its embedder cannot
+    tell its size yet, as a table made then would have no vector column, and so no semantic search, for good."""
     quoted = quote_identifier(table)
     async with connection.transaction():
         await connection.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"claw-memory:{table}")
         if await _regclass(connection, quoted) is None:
+            if not create:
+                return None
             await _create_table(connection, quoted, vector_dimensions)
         trigram_index = await _try(connection, "CREATE EXTENSION IF NOT EXISTS pg_trgm", "the pg_trgm extension")
         if trigram_index:

@@ -14,11 +14,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from claw_core.errors import Invalid
+from claw_core.model import MemoryItem
 from claw_core.ports import MemoryStore
 
-__all__ = ["DEFAULT_BATCH_SIZE", "CopyProgress", "CopyReport", "copy_memories"]
+__all__ = ["DEFAULT_BATCH_SIZE", "MAX_CONCURRENT_PUTS", "CopyProgress", "CopyReport", "copy_memories"]
 
 DEFAULT_BATCH_SIZE = 100
+MAX_CONCURRENT_PUTS = 8
+"""Puts of one page in flight at once. A remote backend answers several in parallel, but each put may wait for an
+embedding and a pooled connection (the Postgres store has 4, each asked for with a timeout): a whole page at once
+would make the last ones time out behind a slow embedder."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,14 +87,15 @@ async def copy_memories(
     `target`, `batch_size` at a time, and count both at the end."""
     if batch_size < 1:
         raise Invalid("batch size must be at least 1")
+    slots = asyncio.Semaphore(MAX_CONCURRENT_PUTS)
     target_before = await target.count()
     walked, copied, created = already_walked, 0, 0
     cursor = start_cursor
     while True:
         page = await source.page(limit=batch_size, cursor=cursor)
-        # The puts of one page run together (a remote backend answers them in parallel); a failure cancels the rest.
+        # The puts of one page run together, MAX_CONCURRENT_PUTS at a time; a failure cancels the rest.
         async with asyncio.TaskGroup() as group:
-            puts = [group.create_task(target.put(item)) for item in page.memories]
+            puts = [group.create_task(_put(target, item, slots)) for item in page.memories]
         batch_created = sum(1 for put in puts if put.result())
         walked += len(page.memories)
         copied += len(page.memories)
@@ -109,3 +115,8 @@ async def copy_memories(
         target_before=target_before,
         target_after=await target.count(),
     )
+
+
+async def _put(target: MemoryStore, item: MemoryItem, slots: asyncio.Semaphore) -> bool:
+    async with slots:
+        return await target.put(item)
