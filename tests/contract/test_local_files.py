@@ -79,6 +79,23 @@ def swap_after_check(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Call
 # --- reading ------------------------------------------------------------------------------------------------------
 
 
+def docs_to_be_swapped_for_a_link_out(tree: Tree, *, with_file: bool = True) -> Callable[[], None]:
+    """HOME/docs (holding canary.txt unless `with_file` is False), and the swap that turns it into a link out of
+    the roots: what an attacker does between the check and the use."""
+    docs = tree.home / "docs"
+    docs.mkdir()
+    if with_file:
+        (docs / "canary.txt").write_text("inside")
+
+    def swap() -> None:
+        if with_file:
+            (docs / "canary.txt").unlink()
+        docs.rmdir()
+        docs.symlink_to(tree.outside)
+
+    return swap
+
+
 async def test_file_info_of_a_regular_file(tree: Tree, files: LocalFiles) -> None:
     (tree.home / "notes.md").write_text("hello")
     info = await files.file_info(tree.p("notes.md"), tree.roots)
@@ -131,15 +148,7 @@ async def test_a_fifo_is_refused_without_hanging(tree: Tree, files: LocalFiles) 
 async def test_a_folder_swapped_for_a_link_after_the_check_is_not_followed(
     tree: Tree, files: LocalFiles, swap_after_check: Callable[[Callable[[], None]], None]
 ) -> None:
-    (tree.home / "docs").mkdir()
-    (tree.home / "docs" / "canary.txt").write_text("inside")
-
-    def swap() -> None:
-        (tree.home / "docs" / "canary.txt").unlink()
-        (tree.home / "docs").rmdir()
-        (tree.home / "docs").symlink_to(tree.outside)
-
-    swap_after_check(swap)
+    swap_after_check(docs_to_be_swapped_for_a_link_out(tree))
     with pytest.raises(Forbidden):
         await files.file_info(tree.p("docs/canary.txt"), tree.roots)
 
@@ -287,13 +296,7 @@ async def test_writes_through_links_out_are_refused(tree: Tree, files: LocalFile
 async def test_a_link_swapped_in_after_the_check_cannot_redirect_a_write(
     tree: Tree, files: LocalFiles, swap_after_check: Callable[[Callable[[], None]], None]
 ) -> None:
-    (tree.home / "docs").mkdir()
-
-    def swap() -> None:
-        (tree.home / "docs").rmdir()
-        (tree.home / "docs").symlink_to(tree.outside)
-
-    swap_after_check(swap)
+    swap_after_check(docs_to_be_swapped_for_a_link_out(tree, with_file=False))
     with pytest.raises(Forbidden):
         await files.write(tree.p("docs/canary.txt"), b"pwned", tree.roots)
     tree.assert_outside_untouched()
@@ -372,15 +375,7 @@ async def test_deleting_a_missing_file_is_not_found(tree: Tree, files: LocalFile
 async def test_a_folder_swapped_for_a_link_cannot_redirect_a_delete(
     tree: Tree, files: LocalFiles, swap_after_check: Callable[[Callable[[], None]], None]
 ) -> None:
-    (tree.home / "docs").mkdir()
-    (tree.home / "docs" / "canary.txt").write_text("inside")
-
-    def swap() -> None:
-        (tree.home / "docs" / "canary.txt").unlink()
-        (tree.home / "docs").rmdir()
-        (tree.home / "docs").symlink_to(tree.outside)
-
-    swap_after_check(swap)
+    swap_after_check(docs_to_be_swapped_for_a_link_out(tree))
     with pytest.raises(Forbidden):
         await files.delete(tree.p("docs/canary.txt"), tree.roots, ())
     tree.assert_outside_untouched()
