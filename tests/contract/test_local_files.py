@@ -221,6 +221,36 @@ async def test_a_listing_stops_at_max_entries(tree: Tree, files: LocalFiles) -> 
     assert listing.truncated
 
 
+async def test_a_huge_folder_costs_a_bounded_read(
+    tree: Tree, files: LocalFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cap bounds the work, not only the answer: a folder of 2,000 files is not read whole for 5 entries."""
+    for index in range(2000):
+        (tree.home / f"f{index:04d}").touch()
+    read: list[str] = []
+    real_scandir = os.scandir
+
+    class CountingScandir:
+        def __init__(self, target: int) -> None:
+            self._inner = real_scandir(target)
+
+        def __enter__(self) -> CountingScandir:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self._inner.close()
+
+        def __iter__(self) -> Iterator[os.DirEntry[str]]:
+            for entry in self._inner:
+                read.append(entry.name)
+                yield entry
+
+    monkeypatch.setattr(os, "scandir", CountingScandir)
+    listing = await files.list_tree(tree.p(""), tree.roots, depth=1, hidden=False, max_entries=5)
+    assert len(listing.entries) == 5 and listing.truncated
+    assert len(read) <= 5 * 4 + 1
+
+
 async def test_links_are_listed_only_when_they_point_inside_and_never_entered(tree: Tree, files: LocalFiles) -> None:
     (tree.home / "real").mkdir()
     (tree.home / "real" / "x.txt").write_text("x")

@@ -37,6 +37,7 @@ _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _ALWAYS_SHOWN = frozenset({".openclaw"})
 _NEVER_SHOWN = frozenset({"node_modules"})
+_SCAN_BUDGET_FACTOR = 4
 _MAX_NUMBERED = 1000
 _COPY_CHUNK = 1024 * 1024
 
@@ -242,11 +243,18 @@ class _Lister:
         self.max_entries = max_entries
         self.entries: list[FileEntry] = []
         self.truncated = False
+        self.budget = max_entries * _SCAN_BUDGET_FACTOR
+        """Directory entries the walk may still read: a folder of a million files costs a bounded amount, and the
+        listing says `truncated` (its order is then that of the entries read, not of the whole folder)."""
 
     def scan(self, fd: int, real_dir: PurePosixPath, prefix: str, depth: int) -> None:
         children: list[tuple[bool, str, os.stat_result, bool]] = []
         with os.scandir(fd) as found:
             for entry in found:
+                if self.budget <= 0:
+                    self.truncated = True
+                    break
+                self.budget -= 1
                 name = entry.name
                 if name in _NEVER_SHOWN or (name.startswith(".") and not self.hidden and name not in _ALWAYS_SHOWN):
                     continue
