@@ -7,7 +7,7 @@ more than one implementation has one contract suite under tests/contract that al
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Protocol
 
@@ -221,6 +221,10 @@ class StoredUpload:
     """Absolute path of the stored file: the agent runs on the same machine and opens it from there."""
     url: str
     """Where the connector serves it: `/api/uploads/<threadId>/<id><ext>`."""
+    device: int | None = field(default=None, compare=False)
+    inode: int | None = field(default=None, compare=False)
+    """The stored file's identity when `locate` checked it (not part of the upload's value): a transport serving
+    it refuses any other file that shows up under `path` afterwards (see `FileBody`)."""
 
     def to_json(self) -> JsonObject:
         """The entry of a user turn's `metadata.attachments` (the path stays on the machine)."""

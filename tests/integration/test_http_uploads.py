@@ -536,7 +536,7 @@ async def test_a_link_planted_under_a_stored_name_is_refused(uploads: Uploads, t
     assert status == 403 and b"secret" not in data
 
 
-@pytest.mark.parametrize("swap", ["fifo", "link"])
+@pytest.mark.parametrize("swap", ["fifo", "link", "folder", "file"])
 async def test_a_stored_file_swapped_after_it_was_located_is_refused_without_hanging(
     uploads: Uploads, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, swap: str
 ) -> None:
@@ -550,16 +550,26 @@ async def test_a_stored_file_swapped_after_it_was_located_is_refused_without_han
 
     async def locate_then_swap(self: FileUploadStore, *args: str) -> object:
         found = await located(self, *args)
-        stored.unlink()
+        if swap == "folder":  # the thread's folder becomes a link to one holding a file of the same name
+            elsewhere = tmp_path / "elsewhere"
+            elsewhere.mkdir()
+            (elsewhere / stored.name).write_bytes(b"secret")
+            stored.parent.rename(tmp_path / "moved-away")
+            stored.parent.symlink_to(elsewhere)
+            return found
+        stored.rename(tmp_path / "moved-away")  # kept, so that its inode number cannot be reused at once
         if swap == "fifo":
             os.mkfifo(stored)
-        else:
+        elif swap == "link":
             stored.symlink_to(secret)
+        else:  # another regular file under the same name
+            stored.write_bytes(b"secret")
         return found
 
     monkeypatch.setattr(FileUploadStore, "locate", locate_then_swap)
     status, headers, data = await uploads.get(path, **AUTH)
     assert status in {403, 404}
+    assert b"secret" not in data
     assert_json_error(headers, data, "Forbidden" if status == 403 else "Not Found")
 
 

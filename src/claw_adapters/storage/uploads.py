@@ -107,8 +107,17 @@ def _new_name(mime_type: str, file_name: str | None) -> tuple[str, str]:
 
 
 def _described(
-    root: str, workspace: str, thread_id: str, stored_name: str, *, size: int, mime_type: str, file_name: str | None
+    root: str,
+    workspace: str,
+    thread_id: str,
+    stored_name: str,
+    *,
+    size: int,
+    mime_type: str,
+    file_name: str | None,
+    identity: tuple[int, int] | None = None,
 ) -> StoredUpload:
+    device, inode = identity if identity is not None else (None, None)
     return StoredUpload(
         id=stored_name.split(".", 1)[0],
         file_name=clean_file_name(file_name),
@@ -116,6 +125,8 @@ def _described(
         size=size,
         path=os.path.join(root, workspace, thread_id, stored_name),
         url=upload_url(thread_id, stored_name),
+        device=device,
+        inode=inode,
     )
 
 
@@ -171,15 +182,16 @@ class FileUploadStore:
     async def locate(self, workspace: str, thread_id: str, stored_name: str) -> StoredUpload:
         _check_address(workspace, thread_id)
         _check_stored_name(stored_name)
-        real_root, size, file_name = await asyncio.to_thread(self._locate, workspace, thread_id, stored_name)
+        real_root, found, file_name = await asyncio.to_thread(self._locate, workspace, thread_id, stored_name)
         return _described(
             str(real_root),
             workspace,
             thread_id,
             stored_name,
-            size=size,
+            size=found.st_size,
             mime_type=upload_mime_type(stored_name),
             file_name=file_name,
+            identity=(found.st_dev, found.st_ino),
         )
 
     async def remove_thread(self, workspace: str, thread_id: str) -> None:
@@ -228,8 +240,8 @@ class FileUploadStore:
             os.close(source_fd)
         return source.st_size
 
-    def _locate(self, workspace: str, thread_id: str, stored_name: str) -> tuple[Path, int, str | None]:
-        """The real root, the file's size and the user's name for it, checked afresh: every folder opened without
+    def _locate(self, workspace: str, thread_id: str, stored_name: str) -> tuple[Path, os.stat_result, str | None]:
+        """The real root, the file's status and the user's name for it, checked afresh: every folder opened without
         following links and inside the root, the file itself a regular file and not a link."""
         if not self._root.exists():
             raise NotFound("File not found")
@@ -252,7 +264,7 @@ class FileUploadStore:
                 os.close(fd)
             if not stat.S_ISREG(found.st_mode):
                 raise Forbidden("the upload is not a regular file")
-            return real_root, found.st_size, _read_sidecar(thread_fd, stored_name)
+            return real_root, found, _read_sidecar(thread_fd, stored_name)
 
     def _remove(self, workspace: str, thread_id: str) -> None:
         if not self._root.exists():

@@ -83,7 +83,8 @@ def upload_routes(api: UploadsApi, *, limits: MultipartLimits = THREAD_UPLOAD_LI
         workspace = _served_workspace(api, request)
         params = request.path_params
         upload = await api.uploads.locate(workspace.name, params["threadId"], params["fileId"])
-        body = FileBody(upload.path, upload.mime_type, content_disposition(upload.mime_type, upload.file_name))
+        disposition = content_disposition(upload.mime_type, upload.file_name)
+        body = FileBody(upload.path, upload.mime_type, disposition, device=upload.device, inode=upload.inode)
         return ApiResponse(200, body)
 
     return [
