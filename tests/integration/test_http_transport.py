@@ -330,3 +330,15 @@ def test_client_max_size_follows_the_largest_route(http_harness: Any) -> None:
     router: Router = http_harness.router()
     app = create_app(router, HttpSettings(token="t0ken"))
     assert app._client_max_size == max(route.max_body for route in router.routes)
+
+
+async def test_head_is_guarded_and_answered_as_get(
+    http_server: HttpServer, http_session: aiohttp.ClientSession, http_harness: Any
+) -> None:
+    """HEAD goes where GET goes: a public route answers without the token, a protected one wants it."""
+    async with http_session.head(f"{http_server.url}/api/public") as response:
+        assert response.status == 200
+    async with http_session.head(f"{http_server.url}/api/echo") as response:
+        assert response.status == 401
+    async with http_session.head(f"{http_server.url}/api/echo", headers=http_harness.auth) as response:
+        assert response.status == 200 and await response.read() == b""

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 
-from aiohttp import hdrs, web
+from aiohttp import web
 from aiohttp.typedefs import Handler
 from multidict import CIMultiDictProxy, MultiMapping
 
 from claw_adapters.http.bodies import read_body
-from claw_adapters.http.guards import defer_expect, guard_middleware
+from claw_adapters.http.guards import defer_expect, guard_middleware, routed_method
 from claw_adapters.http.multipart import StagedForm, multipart_limits, read_multipart
 from claw_adapters.http.paths import decoded_path
 from claw_adapters.http.protocol import protocol_options
@@ -72,8 +72,7 @@ def _staging_context(staging: StagingArea) -> Callable[[web.Application], AsyncI
 
 def _api_handler(router: Router, settings: HttpSettings, staging: StagingArea) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
-        # HEAD is GET without the body (aiohttp leaves the body out, and keeps a file's Content-Length).
-        method = hdrs.METH_GET if request.method == hdrs.METH_HEAD else request.method
+        method = routed_method(request)  # HEAD as GET: aiohttp leaves the body out, and keeps a file's length
         staged: StagedForm | None = None
         body = b""
         try:

@@ -25,7 +25,7 @@ from claw_adapters.http.settings import HttpSettings
 from claw_core.api.contract import Router, error_response
 from claw_core.errors import ClawError
 
-__all__ = ["CORS_ALLOW_HEADERS", "CORS_ALLOW_METHODS", "defer_expect", "guard_middleware"]
+__all__ = ["CORS_ALLOW_HEADERS", "CORS_ALLOW_METHODS", "defer_expect", "guard_middleware", "routed_method"]
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class _Guards:
         if retry_after is not None:
             return json_error(429, "Too many failed attempts", {"Retry-After": str(max(1, math.ceil(retry_after)))})
         needs_token = path not in self._settings.self_authenticating_paths and self._router.requires_auth(
-            request.method, path
+            routed_method(request), path
         )
         if needs_token and not self._authorized(request):
             self._limiter.record_failure(client)
@@ -138,7 +138,7 @@ class _Guards:
         encoding = request.headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower()
         if encoding != "identity":
             return json_error(415, "Content-Encoding not supported")
-        limit = body_limit(self._router, request.method, path)
+        limit = body_limit(self._router, routed_method(request), path)
         if request.content_length is not None and request.content_length > limit:
             response = render(error_response(too_large(limit)))
             response.force_close()
@@ -178,3 +178,9 @@ def _kept_headers(error: web.HTTPException) -> CIMultiDict[str]:
         if name.lower() not in {"content-type", "content-length"}:
             kept.add(name, value)
     return kept
+
+
+def routed_method(request: web.Request) -> str:
+    """The method the router answers for: HEAD is GET without the body (aiohttp leaves the body out), so it is
+    guarded, limited and routed exactly as GET."""
+    return hdrs.METH_GET if request.method == hdrs.METH_HEAD else request.method
