@@ -204,6 +204,11 @@ async def test_stores_starting_together_share_one_table(postgres_database: str) 
 
 
 async def test_search_matches_whole_words_like_the_other_backends(store: PostgresMemoryStore) -> None:
+    await assert_whole_word_search(store)
+
+
+async def assert_whole_word_search(store: PostgresMemoryStore) -> None:
+    """The word rules of the search SQL, shared with the pgvector path (test_memory_pgvector.py)."""
     texts = {
         "email": "Write to bob@example.com about the trip",
         "snake": "the variable is called trip_budget",
