@@ -7,6 +7,7 @@ Swapping a backend is a configuration value read by a `Selector`, never a code e
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from dependency_injector import containers, providers
 
@@ -82,6 +83,15 @@ def configured_embedder(settings: Settings) -> OpenAICompatibleEmbedder | None:
     )
 
 
+def _in_data_dir(data_dir: Any, name: str) -> Any:
+    """A provider of `<data_dir>/<name>`: a file or folder the connector keeps in its data directory."""
+    return providers.Callable(_joined, data_dir, name)
+
+
+def _joined(directory: str | Path, name: str) -> Path:
+    return Path(directory) / name
+
+
 class Container(containers.DeclarativeContainer):
     config = providers.Configuration(strict=True)
 
@@ -103,7 +113,7 @@ class Container(containers.DeclarativeContainer):
         config.storage_backend,
         sqlite=providers.Singleton(
             JsonFileWorkspaceRegistry,
-            path=providers.Callable(lambda data_dir: Path(data_dir) / WORKSPACES_FILE, config.data_dir),
+            path=_in_data_dir(config.data_dir, WORKSPACES_FILE),
         ),
         memory=providers.Singleton(InMemoryWorkspaceRegistry),
     )
@@ -111,7 +121,7 @@ class Container(containers.DeclarativeContainer):
     # Files, whatever the history backend: the agent opens attachments by their path on this machine.
     uploads = providers.Singleton(
         FileUploadStore,
-        root=providers.Callable(lambda data_dir: Path(data_dir) / UPLOADS_DIR, config.data_dir),
+        root=_in_data_dir(config.data_dir, UPLOADS_DIR),
     )
 
     workspaces = providers.Singleton(WorkspaceService, registry=workspace_registry, stores=history_stores, clock=clock)
@@ -148,7 +158,7 @@ class Container(containers.DeclarativeContainer):
         config.memory_provider,
         sqlite=providers.Singleton(
             SqliteMemoryStore,
-            path=providers.Callable(lambda data_dir: Path(data_dir) / MEMORY_FILE, config.data_dir),
+            path=_in_data_dir(config.data_dir, MEMORY_FILE),
             collection=config.memory_collection,
         ),
         memory=providers.Singleton(InMemoryMemoryStore),
@@ -174,7 +184,7 @@ class Container(containers.DeclarativeContainer):
 
     gateway_identity = providers.Singleton(
         DeviceIdentity.load_or_create,
-        providers.Callable(lambda data_dir: Path(data_dir) / DEFAULT_FILE_NAME, config.data_dir),
+        _in_data_dir(config.data_dir, DEFAULT_FILE_NAME),
     )
     gateway = providers.Singleton(
         GatewayClient,
@@ -201,7 +211,7 @@ class Container(containers.DeclarativeContainer):
             config.storage_backend,
             sqlite=providers.Singleton(
                 JsonFilePendingSessions,
-                path=providers.Callable(lambda data_dir: Path(data_dir) / PENDING_SESSIONS_FILE, config.data_dir),
+                path=_in_data_dir(config.data_dir, PENDING_SESSIONS_FILE),
             ),
             memory=providers.Object(None),
         ),
