@@ -158,24 +158,14 @@ class FileUploadStore:
     async def save(
         self, workspace: str, thread_id: str, data: bytes, *, mime_type: str, file_name: str | None
     ) -> StoredUpload:
-        _check_address(workspace, thread_id)
-        real_root = await asyncio.to_thread(self._prepare_root)
-        _, stored_name = _new_name(mime_type, file_name)
-        upload = _described(
-            str(real_root), workspace, thread_id, stored_name, size=len(data), mime_type=mime_type, file_name=file_name
-        )
+        real_root, upload = await self._new_upload(workspace, thread_id, mime_type, file_name, size=len(data))
         await asyncio.to_thread(self._write, real_root, upload, workspace, thread_id, data)
         return upload
 
     async def adopt(
         self, workspace: str, thread_id: str, staged_path: str, *, mime_type: str, file_name: str | None
     ) -> StoredUpload:
-        _check_address(workspace, thread_id)
-        real_root = await asyncio.to_thread(self._prepare_root)
-        _, stored_name = _new_name(mime_type, file_name)
-        upload = _described(
-            str(real_root), workspace, thread_id, stored_name, size=0, mime_type=mime_type, file_name=file_name
-        )
+        real_root, upload = await self._new_upload(workspace, thread_id, mime_type, file_name, size=0)
         size = await asyncio.to_thread(self._adopt, real_root, upload, workspace, thread_id, staged_path)
         return dataclasses.replace(upload, size=size)
 
@@ -197,6 +187,19 @@ class FileUploadStore:
     async def remove_thread(self, workspace: str, thread_id: str) -> None:
         _check_address(workspace, thread_id)
         await asyncio.to_thread(self._remove, workspace, thread_id)
+
+    async def _new_upload(
+        self, workspace: str, thread_id: str, mime_type: str, file_name: str | None, *, size: int
+    ) -> tuple[Path, StoredUpload]:
+        """The real root (created on first use) and the description of an upload about to be stored, under a
+        fresh unguessable name."""
+        _check_address(workspace, thread_id)
+        real_root = await asyncio.to_thread(self._prepare_root)
+        _, stored_name = _new_name(mime_type, file_name)
+        upload = _described(
+            str(real_root), workspace, thread_id, stored_name, size=size, mime_type=mime_type, file_name=file_name
+        )
+        return real_root, upload
 
     # blocking parts, run in a worker thread
 
