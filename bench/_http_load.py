@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 TOKEN = "bench-token"
+_RUN = f"{time.time_ns():x}"
+"""Part of every posted message id, so that runs against the same database never collide."""
 
 
 def _client_process(url: str, mode: str, threads: int, clients: int, seconds: float, out: Any) -> None:
@@ -22,50 +24,82 @@ def _client_process(url: str, mode: str, threads: int, clients: int, seconds: fl
 
 
 async def _load(url: str, mode: str, threads: int, clients: int, seconds: float) -> tuple[int, int, list[float]]:
-    """A lean keep-alive HTTP/1.1 client (asyncio streams, no client library) so that the load generator costs
-    the server's machine as little CPU as possible: the figure is the server's, not the client's."""
+    """A lean keep-alive HTTP/1.1 client (asyncio protocols, no client library, no coroutine per line) so that the
+    load generator costs the server's machine as little CPU as possible: the figure is the server's, not the
+    client's."""
     host, port = url.removeprefix("http://").split(":")
+    loop = asyncio.get_running_loop()
     latencies: list[float] = []
     errors = 0
     deadline = time.perf_counter() + seconds
+    finished: list[asyncio.Future[None]] = []
 
-    async def client(number: int) -> None:
-        nonlocal errors
-        rng = random.Random(number)
-        reader, writer = await asyncio.open_connection(host, int(port))
-        sent = 0
-        while time.perf_counter() < deadline:
-            thread_id = f"t{rng.randrange(threads):06d}"
-            path = f"/api/threads/{thread_id}/messages"
-            if mode == "get":
-                request = f"GET {path} HTTP/1.1\r\n{_HEADERS}\r\n".encode()
-            else:
-                sent += 1
-                # A real client's clock: the time a message is sent, in milliseconds.
-                stamp = int(time.time() * 1000)
-                body = json.dumps(
-                    {"id": f"load-{number}-{sent}", "role": "user", "content": "hello there", "timestamp": stamp}
-                ).encode()
-                head = f"POST {path} HTTP/1.1\r\n{_HEADERS}Content-Type: application/json\r\n"
-                request = f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
-            started = time.perf_counter()
-            writer.write(request)
-            status_line = await reader.readline()
-            length = 0
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            await reader.readexactly(length)
-            latencies.append((time.perf_counter() - started) * 1000)
-            if int(status_line.split()[1]) >= 300:
+    class Client(asyncio.Protocol):
+        def __init__(self, number: int) -> None:
+            self.rng = random.Random(number)
+            self.number = number
+            self.sent = 0
+            self.buffer = b""
+            self.started = 0.0
+            self.done: asyncio.Future[None] = loop.create_future()
+            finished.append(self.done)
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            assert isinstance(transport, asyncio.Transport)
+            self.transport = transport
+            self.send()
+
+        def send(self) -> None:
+            if time.perf_counter() >= deadline:
+                self.transport.close()
+                self.done.set_result(None)
+                return
+            self.started = time.perf_counter()
+            self.transport.write(_request(mode, self.rng, threads, self.number, self.sent))
+            self.sent += 1
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            nonlocal errors
+            if not self.done.done():  # the server hung up on a request
                 errors += 1
-        writer.close()
+                self.done.set_result(None)
+
+        def data_received(self, data: bytes) -> None:
+            nonlocal errors
+            self.buffer += data
+            head_end = self.buffer.find(b"\r\n\r\n")
+            if head_end < 0:
+                return
+            head = self.buffer[:head_end]
+            length_at = head.lower().find(b"content-length:")
+            length = int(head[length_at + 15 : head.find(b"\r\n", length_at)]) if length_at >= 0 else 0
+            if len(self.buffer) < head_end + 4 + length:
+                return
+            latencies.append((time.perf_counter() - self.started) * 1000)
+            if int(head[9:12]) >= 300:
+                errors += 1
+            self.buffer = self.buffer[head_end + 4 + length :]
+            self.send()
 
     started = time.perf_counter()
-    await asyncio.gather(*(client(n) for n in range(clients)))
+    for number in range(clients):
+        await loop.create_connection(lambda number=number: Client(number), host, int(port))
+    await asyncio.gather(*finished)
     elapsed = time.perf_counter() - started
     return int(len(latencies) / elapsed), errors, latencies
+
+
+def _request(mode: str, rng: random.Random, threads: int, client: int, sent: int) -> bytes:
+    path = f"/api/threads/t{rng.randrange(threads):06d}/messages"
+    if mode == "get":
+        return f"GET {path} HTTP/1.1\r\n{_HEADERS}\r\n".encode()
+    # A real client's clock: the time a message is sent, in milliseconds.
+    stamp = int(time.time() * 1000)
+    body = json.dumps(
+        {"id": f"load-{_RUN}-{client}-{sent}", "role": "user", "content": "hello there", "timestamp": stamp}
+    ).encode()
+    head = f"POST {path} HTTP/1.1\r\n{_HEADERS}Content-Type: application/json\r\n"
+    return f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
 
 
 _HEADERS = f"Host: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nX-Workspace: bench\r\n"

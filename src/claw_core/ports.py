@@ -72,7 +72,8 @@ class RenderedMessagePage:
     """A page of messages already rendered as the JSON array of their wire form (`Message.to_json()`, oldest
     first): the thread-open path serves it without building one Python object per message."""
 
-    json: str
+    json: bytes
+    """UTF-8."""
     has_more: bool
 
 

@@ -682,6 +682,24 @@ async def assistant_messages(store: HistoryStore, thread_id: str = "t1") -> list
     return [m for m in page.messages if m.role is Role.ASSISTANT]
 
 
+async def test_rendered_pages_follow_every_edit_of_a_message(history_store: HistoryStore) -> None:
+    """SQLite keeps each message's rendering beside it: an edit, a status, new metadata or a filled placeholder
+    must show in the next rendered page exactly as in the objects."""
+    await history_store.create_thread(thread("t1"))
+    await add_messages(history_store, message("a", timestamp=1), placeholder("p", timestamp=2, created_at=3))
+    await history_store.upsert_message(
+        message("a", content='edited "quoted"', timestamp=1, status="error", metadata={"n": [1, {"x": None}]}, seq=9),
+        now=6_000,
+    )
+    await history_store.record_run(run())
+    await history_store.store_reply(reply(status="final", seq=7), run_id="r1", now=7_000)
+
+    page = await history_store.page_messages("t1", limit=10)
+    rendered = await history_store.render_messages("t1", limit=10)
+    assert [m.content for m in page.messages] == ['edited "quoted"', "the answer"]
+    assert json.loads(rendered.json) == [m.to_json() for m in page.messages]
+
+
 async def test_a_reply_without_a_placeholder_is_inserted_as_it_is(history_store: HistoryStore) -> None:
     await history_store.create_thread(thread("t1", updated_at=100))
     await add_messages(history_store, message("question", timestamp=1_000))

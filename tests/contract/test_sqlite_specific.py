@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import stat
 from collections.abc import AsyncIterator
@@ -170,6 +171,15 @@ async def test_a_database_from_a_newer_release_is_refused(tmp_path: Path, stores
     await newer.close()
 
 
+async def test_a_sqlite_too_old_for_the_schema_is_a_clear_error(
+    tmp_path: Path, stores: SqliteHistoryStores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.34.1")
+    with pytest.raises(Unavailable, match=r"needs SQLite 3\.35\.0 or later; this Python has 3\.34\.1"):
+        await stores.open("default")
+
+
 async def test_drop_deletes_the_database_and_its_wal_files(tmp_path: Path, stores: SqliteHistoryStores) -> None:
     await seed(await stores.open("gone"))
     await seed(await stores.open("kept"))
@@ -267,7 +277,7 @@ async def test_a_version_1_database_is_migrated_on_open_with_its_history_intact(
     stores = SqliteHistoryStores(tmp_path / "data")
     try:
         store = await stores.open("default")
-        assert pragma(path, "user_version") == SCHEMA_VERSION == 2
+        assert pragma(path, "user_version") == SCHEMA_VERSION == 3
         assert await store.get_thread("t1") == Thread(
             "t1", "agent:main:default:chat:t1", "Old", unread_count=1, metadata={"k": 1}, created_at=1, updated_at=2
         )
@@ -277,6 +287,9 @@ async def test_a_version_1_database_is_migrated_on_open_with_its_history_intact(
             ("m2", Role.ASSISTANT, {"runId": "old-run"}, 20, 21),
             ("m3", Role.ASSISTANT, {"pending": True}, 30, 31),
         ]
+        # the rebuilt table renders the old rows as the objects do
+        rendered = await store.render_messages("t1", limit=10)
+        assert json.loads(rendered.json) == [m.to_json() for m in page.messages]
         assert await store.unread_threads() == [UnreadThread("t1", "Old", 1, "", ("m2",))]
         assert await search_ids(store, "lighthouse") == ["m2", "m1"]
         # the new index covers the rows that were there before it: the old run's reply is already stored

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
-from collections.abc import Iterable
 
 __all__ = ["LOOPBACK_HOSTS", "client_key", "host_allowed", "host_name", "is_loopback_host"]
 
@@ -53,11 +53,12 @@ def host_name(header: str) -> str | None:
     return name
 
 
-def host_allowed(header: str, extra: Iterable[str] = ()) -> bool:
+@functools.lru_cache(maxsize=256)
+def host_allowed(header: str, extra: tuple[str, ...] = ()) -> bool:
     """Whether a `Host` header names loopback or one of the configured `extra` names (ports ignored).
 
     This is the DNS-rebinding defence: a page on `evil.example` whose name re-resolves to 127.0.0.1 still sends
-    `Host: evil.example`.
+    `Host: evil.example`. Kept for the last headers seen: a client sends the same one on every request.
     """
     name = host_name(header)
     if name is None:
@@ -67,6 +68,7 @@ def host_allowed(header: str, extra: Iterable[str] = ()) -> bool:
     return any(host_name(allowed) == name for allowed in extra)
 
 
+@functools.lru_cache(maxsize=1024)
 def client_key(remote: str | None) -> str:
     """The identity a client is rate-limited and connection-capped under.
 

@@ -26,6 +26,8 @@ async def read_body(request: web.BaseRequest, limit: int, timeout_s: float) -> b
     already checked, this catches what was not declared), or BodyTimeout when it is not complete within
     `timeout_s`, however steadily the bytes trickle in. A malformed chunked encoding, or a client that hangs up
     mid-body, is the client's error (400), not the server's."""
+    if not request.body_exists:  # neither a length nor chunks: most GETs
+        return b""
     body = bytearray()
     try:
         async with asyncio.timeout(timeout_s):

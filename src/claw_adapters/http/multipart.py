@@ -20,7 +20,7 @@ from aiohttp.multipart import BodyPartReader, parse_content_disposition
 
 from claw_adapters.http.bodies import BodyTimeout
 from claw_adapters.http.staging import StagingArea, discard
-from claw_core.api.contract import MethodNotAllowed, MultipartLimits, ReceivedFile, Router
+from claw_core.api.contract import MultipartLimits, ReceivedFile, Router
 from claw_core.errors import ClawError, Invalid, TooLarge
 
 __all__ = [
@@ -72,11 +72,8 @@ class StagedForm:
 
 def multipart_limits(router: Router, method: str, path: str) -> MultipartLimits | None:
     """The limits of the route a request will reach, when that route takes multipart bodies."""
-    try:
-        route, _ = router.match(method, path)
-    except (ClawError, MethodNotAllowed):
-        return None
-    return route.multipart
+    route = router.route_for(method, path)
+    return None if route is None else route.multipart
 
 
 def envelope_bytes(limits: MultipartLimits) -> int:

@@ -134,7 +134,9 @@ class InMemoryHistoryStore:
         after: MessageCursor | None = None,
     ) -> RenderedMessagePage:
         page = await self.page_messages(thread_id, limit=limit, before=before, after=after)
-        return RenderedMessagePage(json=json.dumps([m.to_json() for m in page.messages]), has_more=page.has_more)
+        return RenderedMessagePage(
+            json=json.dumps([m.to_json() for m in page.messages]).encode(), has_more=page.has_more
+        )
 
     async def get_message(self, message_id: str) -> Message | None:
         self._check_open()

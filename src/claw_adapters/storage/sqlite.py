@@ -127,6 +127,10 @@ _IMPORT_MESSAGE = (
     f"SELECT {_MESSAGE_VALUES} WHERE EXISTS (SELECT 1 FROM threads WHERE id = ?2)"
 )
 _UPDATE_MESSAGE = "UPDATE messages SET content = ?, status = ?, metadata = ?, seq = coalesce(?, seq) WHERE id = ?"
+_INSERT_MESSAGE_RETURNING = f"{_INSERT_MESSAGE} RETURNING {_columns(_MESSAGE_FIELDS)}"
+_UPDATE_MESSAGE_RETURNING = f"{_UPDATE_MESSAGE} RETURNING {_columns(_MESSAGE_FIELDS)}"
+# Touching the thread also says whether it exists, and which title it has.
+_TOUCH_THREAD = "UPDATE threads SET updated_at = ? WHERE id = ? RETURNING title"
 
 # The three lookups of runs and replies each name their index, so statistics gathered by ANALYZE can never steer the
 # planner onto a walk through a whole thread (and a dropped index fails loudly instead of slowing down).
@@ -246,7 +250,7 @@ class SqliteHistoryStore:
         _check_window(0, limit)
         if before is not None and after is not None:
             raise Invalid("Use either before or after, not both")
-        return await self._read(lambda conn: _render_messages(conn, thread_id, limit, before, after))
+        return await self._read_statement(lambda conn: _render_messages(conn, thread_id, limit, before, after))
 
     async def get_message(self, message_id: str) -> Message | None:
         return await self._read(lambda conn: _get_message(conn, message_id))
@@ -335,6 +339,10 @@ class SqliteHistoryStore:
     async def _read(self, job: _Job[_T]) -> _T:
         return await self._submit(partial(self._readers.run, partial(_read_transaction, job)))
 
+    async def _read_statement(self, job: _Job[_T]) -> _T:
+        """A read outside any transaction, for jobs whose answer is one statement (its own snapshot)."""
+        return await self._submit(partial(self._readers.run, job))
+
     async def _write(self, job: _Job[_T]) -> _T:
         """Writes are batched into shared transactions (see sqlite_batch), each job still atomic."""
         return await self._submit(partial(self._writes.run, job))
@@ -410,7 +418,14 @@ class SqliteHistoryStores:
 # --- connection lifecycle (all of these run on the store's worker thread) ---
 
 
+MINIMUM_SQLITE = (3, 35, 0)
+"""Stored generated columns (3.31) and RETURNING (3.35)."""
+
+
 def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
+    if sqlite3.sqlite_version_info < MINIMUM_SQLITE:
+        needed = ".".join(map(str, MINIMUM_SQLITE))
+        raise Unavailable(f"The history needs SQLite {needed} or later; this Python has {sqlite3.sqlite_version}")
     # Create the file ourselves so it is private from the first byte; SQLite gives -wal and -shm the same mode.
     os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -551,12 +566,10 @@ def _page_messages(
     return MessagePage(messages=messages, has_more=len(rows) > limit)
 
 
-# The wire form of Message.to_json(), built by SQLite: a page of hundreds of messages becomes one string without a
-# Python object per message. A contract test holds it equal to the objects' rendering.
-_MESSAGE_JSON = (
-    "json_object('id', id, 'thread_id', thread_id, 'role', role, 'content', content, 'status', status, "
-    "'metadata', json(metadata), 'seq', seq, 'timestamp', timestamp, 'created_at', created_at)"
-)
+# The page as one JSON array of the messages' stored wire forms (see the `wire` column in sqlite_schema), as UTF-8
+# bytes: read as text, Python would decode it only for the transport to encode it back. A contract test holds it
+# equal to the objects' rendering.
+_JSON_ARRAY = "CAST('[' || coalesce(group_concat(wire, ','), '') || ']' AS BLOB)"
 
 
 def _render_messages(
@@ -567,7 +580,11 @@ def _render_messages(
     after: MessageCursor | None,
 ) -> RenderedMessagePage:
     """The page rendered as a JSON array by SQLite, read in the index's own order (oldest first) so that no row is
-    ever sorted: opening a thread costs half what reading the newest rows and sorting them back did."""
+    ever sorted: opening a thread costs half what reading the newest rows and sorting them back did.
+
+    Each page is ONE statement, its own snapshot, run without BEGIN and COMMIT: every statement is a hand-off of
+    the GIL between this reader and the event loop, and those hand-offs, not SQLite, bounded the pages served per
+    second. Only an empty page takes a second look, to tell an empty thread from a missing one."""
     if limit == 0:
         cursor, operator = (after, ">") if after is not None else (before, "<")
         condition, values = _cursor_condition(cursor, operator)
@@ -576,40 +593,41 @@ def _render_messages(
         ).fetchone()
         if not beyond:
             _require_thread(conn, thread_id)
-        return RenderedMessagePage(json="[]", has_more=bool(beyond))
+        return RenderedMessagePage(json=b"[]", has_more=bool(beyond))
     if after is not None:
         condition, values = _cursor_condition(after, ">")
-        (count,) = conn.execute(
-            f"SELECT count(*) FROM (SELECT 1 FROM messages m WHERE m.thread_id = ?{condition} "
-            "ORDER BY m.timestamp, m.id LIMIT ?)",
-            (thread_id, *values, limit + 1),
-        ).fetchone()
-        rows = f"WHERE m.thread_id = ?{condition} ORDER BY m.timestamp, m.id LIMIT ?"
-        rendered = _rendered_rows(conn, rows, (thread_id, *values, limit))
-        has_more = count > limit
+        matching = f"FROM messages m WHERE m.thread_id = ?{condition} ORDER BY m.timestamp, m.id"
+        # The count reads one row more than the page: whether the page has a neighbour.
+        sql = (
+            f"SELECT (SELECT count(*) FROM (SELECT 1 {matching} LIMIT ?)), {_JSON_ARRAY} "
+            f"FROM (SELECT m.wire {matching} LIMIT ?)"
+        )
+        counted, rendered = conn.execute(sql, (thread_id, *values, limit + 1, thread_id, *values, limit)).fetchone()
+        has_more = counted > limit
     else:
-        # The page ends at the cursor (or the newest message): find its oldest message on the covering index, and
-        # whether one more lies beyond it, then read forward from there.
+        # The page ends at the cursor (or the newest message): its oldest message, and whether one more lies beyond
+        # it, are found on the covering index (`bounds`, at most two rows); the rows are then read forward from it.
         condition, values = _cursor_condition(before, "<")
-        bounds = conn.execute(
-            f"SELECT m.timestamp, m.id FROM messages m WHERE m.thread_id = ?{condition} "
-            "ORDER BY m.timestamp DESC, m.id DESC LIMIT 2 OFFSET ?",
-            (thread_id, *values, limit - 1),
-        ).fetchall()
-        start, start_values = ("", ()) if not bounds else (" AND (m.timestamp, m.id) >= (?, ?)", tuple(bounds[0]))
-        rows = f"WHERE m.thread_id = ?{start}{condition} ORDER BY m.timestamp, m.id"
-        rendered = _rendered_rows(conn, rows, (thread_id, *start_values, *values))
-        has_more = len(bounds) == 2
-    if rendered == "[]":
+        sql = (
+            "WITH bounds (timestamp, id) AS MATERIALIZED (SELECT m.timestamp, m.id FROM messages m "
+            f"WHERE m.thread_id = ?{condition} ORDER BY m.timestamp DESC, m.id DESC LIMIT 2 OFFSET ?) "
+            f"SELECT (SELECT count(*) FROM bounds), {_JSON_ARRAY} FROM (SELECT m.wire "
+            f"FROM messages m WHERE m.thread_id = ?{condition} AND (m.timestamp, m.id) >= ({_PAGE_START}) "
+            "ORDER BY m.timestamp, m.id)"
+        )
+        bounded, rendered = conn.execute(sql, (thread_id, *values, limit - 1, thread_id, *values)).fetchone()
+        has_more = bounded == 2
+    if rendered == b"[]":
         _require_thread(conn, thread_id)
-    return RenderedMessagePage(json=rendered, has_more=has_more)
+    return RenderedMessagePage(json=bytes(rendered), has_more=has_more)
 
 
-def _rendered_rows(conn: sqlite3.Connection, rows: str, values: tuple[object, ...]) -> str:
-    """`SELECT ... FROM messages m <rows>` as a JSON array, in the order `rows` gives."""
-    sql = f"SELECT json_group_array({_MESSAGE_JSON}) FROM (SELECT {_MESSAGE_COLUMNS} FROM messages m {rows})"
-    (rendered,) = conn.execute(sql, values).fetchone()
-    return str(rendered)
+# The newer of the (at most two) `bounds` rows is the page's oldest message; with none, the page starts at the
+# thread's first message (every timestamp is a 64-bit integer, every id a string at least as large as '').
+_PAGE_START = (
+    "coalesce((SELECT timestamp FROM bounds ORDER BY timestamp DESC, id DESC LIMIT 1), -9223372036854775808), "
+    "coalesce((SELECT id FROM bounds ORDER BY timestamp DESC, id DESC LIMIT 1), '')"
+)
 
 
 def _cursor_condition(cursor: MessageCursor | None, operator: str) -> tuple[str, tuple[object, ...]]:
@@ -622,22 +640,28 @@ def _cursor_condition(cursor: MessageCursor | None, operator: str) -> tuple[str,
 
 
 def _upsert_message(conn: sqlite3.Connection, message: Message, now: int, title: str | None) -> UpsertResult:
-    _require_thread(conn, message.thread_id)
+    """Three statements in the common case (each one a GIL hand-off between the writer and the event loop, which
+    bound how many messages are stored per second): touch the thread, look for the id, write the row and read it
+    back in the same statement. A failure after a write is undone by the job's savepoint (see sqlite_batch)."""
+    touched = conn.execute(_TOUCH_THREAD, (now, message.thread_id)).fetchone()
+    if touched is None:
+        raise NotFound("Thread not found")
     owner = conn.execute("SELECT thread_id FROM messages WHERE id = ?", (message.id,)).fetchone()
     if owner is None:
-        conn.execute(_INSERT_MESSAGE, _message_params(message, created_at=message.created_at or now))
+        row = conn.execute(_INSERT_MESSAGE_RETURNING, _message_params(message, created_at=message.created_at or now))
     elif owner[0] != message.thread_id:
         raise Conflict("Message id already belongs to another thread")
     else:
-        conn.execute(
-            _UPDATE_MESSAGE,
-            (message.content, message.status, _dump(message.metadata), message.seq, message.id),
-        )
-    conn.execute("UPDATE threads SET updated_at = ? WHERE id = ?", (now, message.thread_id))
-    stored = _get_message(conn, message.id)
-    assert stored is not None  # written just above, in this transaction
+        update = (message.content, message.status, _dump(message.metadata), message.seq, message.id)
+        row = conn.execute(_UPDATE_MESSAGE_RETURNING, update)
+    stored = _message_from_row(row.fetchone())
     retitled = None
-    if owner is None and title and _title_untitled(conn, message.thread_id, title):
+    if (
+        owner is None
+        and title
+        and touched[0] == DEFAULT_THREAD_TITLE
+        and _title_untitled(conn, message.thread_id, title)
+    ):
         retitled = _get_thread(conn, message.thread_id)
     return UpsertResult(message=stored, created=owner is None, retitled=retitled)
 

@@ -10,6 +10,7 @@ re-creates the triggers that keep it in sync. Changing the tokenizer is therefor
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,9 +29,27 @@ __all__ = [
 ]
 
 
+log = logging.getLogger(__name__)
+
+
 class SchemaTooNew(Unavailable):
     """The database was written by a newer release; opening it here could corrupt what that release relies on."""
 
+
+_THREAD_TIME_INDEX = "CREATE INDEX messages_thread_time ON messages (thread_id, timestamp, id)"
+_THREAD_ROLE_TIME_INDEX = "CREATE INDEX messages_thread_role_time ON messages (thread_id, role, timestamp)"
+# Tiny: only assistant rows still waiting for their reply. Keeps `has_pending` O(1) per listed thread. The
+# condition is Python truthiness of metadata.pending for every JSON value a client plausibly sends.
+_PENDING_INDEX = """
+    CREATE INDEX messages_pending ON messages (thread_id)
+    WHERE role = 'assistant' AND json_extract(metadata, '$.pending') NOT IN (0, '', '[]', '{}')
+    """
+# Only assistant rows, keyed on their metadata.runId (NULL for those without one). A query uses it only when it
+# names this exact expression and says role = 'assistant'.
+_RUN_INDEX = """
+    CREATE INDEX messages_run ON messages (thread_id, json_extract(metadata, '$.runId'))
+    WHERE role = 'assistant'
+    """
 
 _V1 = (
     """
@@ -66,14 +85,9 @@ _V1 = (
         created_at INTEGER NOT NULL
     )
     """,
-    "CREATE INDEX messages_thread_time ON messages (thread_id, timestamp, id)",
-    "CREATE INDEX messages_thread_role_time ON messages (thread_id, role, timestamp)",
-    # Tiny: only assistant rows still waiting for their reply. Keeps `has_pending` O(1) per listed thread. The
-    # condition is Python truthiness of metadata.pending for every JSON value a client plausibly sends.
-    """
-    CREATE INDEX messages_pending ON messages (thread_id)
-    WHERE role = 'assistant' AND json_extract(metadata, '$.pending') NOT IN (0, '', '[]', '{}')
-    """,
+    _THREAD_TIME_INDEX,
+    _THREAD_ROLE_TIME_INDEX,
+    _PENDING_INDEX,
     """
     CREATE TABLE unread_messages (
         thread_id TEXT NOT NULL REFERENCES threads (id) ON DELETE CASCADE,
@@ -97,15 +111,45 @@ _V2 = (
     """,
     # The child side of the cascade: deleting a thread finds its runs without scanning them all.
     "CREATE INDEX runs_thread ON runs (thread_id)",
-    # Only assistant rows, keyed on their metadata.runId (NULL for those without one). A query uses it only when it
-    # names this exact expression and says role = 'assistant'.
-    """
-    CREATE INDEX messages_run ON messages (thread_id, json_extract(metadata, '$.runId'))
-    WHERE role = 'assistant'
-    """,
+    _RUN_INDEX,
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+# Each message also keeps its wire form (`Message.to_json()` as JSON text), computed and stored by SQLite whenever
+# the row is written: opening a thread then joins stored strings instead of rendering every message on every read
+# (half the reader's time per page). SQLite cannot add a stored column to a table, so the table is rebuilt once;
+# `pk` values are kept, so the full-text index (keyed on them) stays valid. Dropping the old table drops its
+# indexes and triggers: the indexes are made again here, the search triggers on every open.
+_V3 = (
+    """
+    CREATE TABLE messages_v3 (
+        pk INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        thread_id TEXT NOT NULL REFERENCES threads (id) ON DELETE CASCADE,
+        role TEXT NOT NULL,
+        content TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'sent',
+        metadata TEXT,
+        seq INTEGER,
+        timestamp INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        wire TEXT GENERATED ALWAYS AS (json_object(
+            'id', id, 'thread_id', thread_id, 'role', role, 'content', content, 'status', status,
+            'metadata', CASE WHEN json_valid(metadata) THEN json(metadata) END, 'seq', seq,
+            'timestamp', timestamp, 'created_at', created_at
+        )) STORED
+    )
+    """,
+    "INSERT INTO messages_v3 (pk, id, thread_id, role, content, status, metadata, seq, timestamp, created_at) "
+    "SELECT pk, id, thread_id, role, content, status, metadata, seq, timestamp, created_at FROM messages",
+    "DROP TABLE messages",
+    "ALTER TABLE messages_v3 RENAME TO messages",
+    _THREAD_TIME_INDEX,
+    _THREAD_ROLE_TIME_INDEX,
+    _PENDING_INDEX,
+    _RUN_INDEX,
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # Apostrophes are token characters so "don't" is one word; porter folds "running" onto "run".
@@ -144,6 +188,8 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
             f"History database {path} has schema version {version}, but this claw-connector only knows versions up "
             f"to {SCHEMA_VERSION}: upgrade claw-connector to open it"
         )
+    if 0 < version < SCHEMA_VERSION:
+        log.info("Upgrading history database %s from schema version %d to %d", path, version, SCHEMA_VERSION)
     for step in MIGRATIONS[version:]:
         for statement in step:
             conn.execute(statement)

@@ -198,7 +198,10 @@ class Router:
 
     def __init__(self, routes: Sequence[Route]) -> None:
         self.routes = tuple(routes)
-        self._compiled = [(route, route.pattern()) for route in self.routes]
+        # A placeholder matches one segment, so a path can only match routes with as many segments as it has.
+        self._by_depth: dict[int, list[tuple[Route, re.Pattern[str]]]] = {}
+        for route in self.routes:
+            self._by_depth.setdefault(route.path.count("/"), []).append((route, route.pattern()))
         # A transport asks for the same request's route several times (token, body limit, dispatch): the last few
         # hundred answers are kept, so each request scans the table once.
         self._found = functools.lru_cache(maxsize=256)(self._scan)
@@ -216,7 +219,7 @@ class Router:
     def _scan(self, method: str, path: str) -> tuple[Route | None, tuple[tuple[str, str], ...], tuple[str, ...]]:
         """The route and its parameters, or None and the methods the path has under other routes."""
         allowed: list[str] = []
-        for route, pattern in self._compiled:
+        for route, pattern in self._by_depth.get(path.count("/"), ()):
             found = pattern.match(path)
             if found is None:
                 continue
@@ -249,21 +252,20 @@ class Router:
             log.exception("unexpected error on %s %s", request.method, request.path)
             return ApiResponse(500, {"error": "Internal error"})
 
+    def route_for(self, method: str, path: str) -> Route | None:
+        """The route a request will reach, or None when it reaches none (the transport then lets `dispatch`
+        answer 404 or 405)."""
+        return self._found(method, path)[0]
+
     def max_body_for(self, method: str, path: str) -> int:
         """The body limit of the route a request will reach (the default when it reaches none), so a transport
         can refuse an oversized body before reading it."""
-        try:
-            route, _ = self.match(method, path)
-        except (ClawError, MethodNotAllowed):
-            return DEFAULT_MAX_BODY
-        return route.max_body
+        route = self.route_for(method, path)
+        return DEFAULT_MAX_BODY if route is None else route.max_body
 
     def requires_auth(self, method: str, path: str) -> bool:
-        try:
-            route, _ = self.match(method, path)
-        except (ClawError, MethodNotAllowed):
-            return True
-        return route.requires_auth
+        route = self.route_for(method, path)
+        return route is None or route.requires_auth
 
 
 class MethodNotAllowed(Exception):
