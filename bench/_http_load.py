@@ -2,6 +2,10 @@
 
 Each of N concurrent clients loops for a fixed time over GET /api/threads/:id/messages (the web app opening a
 thread: last 100 messages) or POST /api/threads/:id/messages (storing a turn), on random threads.
+
+The load comes from a lean Python client, and also from `wrk` when it is installed: both run on the same two
+cores as the server, and wrk takes about half the CPU the Python client does, so its figure is closer to what
+the server alone can do. Both are printed.
 """
 
 from __future__ import annotations
@@ -10,6 +14,10 @@ import asyncio
 import json
 import multiprocessing
 import random
+import re
+import shutil
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -120,6 +128,7 @@ async def _serve_and_load(data_dir: Path, threads: int, clients: int, seconds: f
     service = ConnectorService(settings)
     url = await service.start()
     await service.container.workspaces().create("bench")
+    wrk = shutil.which("wrk")
     try:
         for mode, label in (("get", "GET messages (last 100)"), ("post", "POST message")):
             queue: Any = multiprocessing.get_context("spawn").Queue()
@@ -134,7 +143,57 @@ async def _serve_and_load(data_dir: Path, threads: int, clients: int, seconds: f
             p99 = latencies[int(len(latencies) * 0.99)]
             print(
                 f"HTTP {label}: {rate:,} requests/s with {clients} clients, "
-                f"latency p50 {p50:.2f} ms, p99 {p99:.2f} ms, {errors} errors"
+                f"latency p50 {p50:.2f} ms, p99 {p99:.2f} ms, {errors} errors (Python client)"
             )
+            if wrk is not None:
+                print(f"HTTP {label}: {await asyncio.to_thread(_wrk, wrk, url, mode, threads, clients, seconds)}")
     finally:
         await service.stop()
+
+
+_WRK_SCRIPT = """
+wrk.headers["Authorization"] = "Bearer %(token)s"
+wrk.headers["X-Workspace"] = "bench"
+wrk.headers["Host"] = "127.0.0.1"
+wrk.headers["Content-Type"] = "application/json"
+local sent = 0
+local run = "%(run)s-" .. tostring(math.random(1, 1000000000))
+request = function()
+  local path = string.format("/api/threads/t%%06d/messages", math.random(0, %(last)d))
+  if "%(mode)s" == "get" then
+    return wrk.format("GET", path)
+  end
+  sent = sent + 1
+  local body = string.format(
+    '{"id":"wrk-%%s-%%d","role":"user","content":"hello there","timestamp":%%d}', run, sent, os.time() * 1000)
+  return wrk.format("POST", path, nil, body)
+end
+"""
+
+
+def _wrk(wrk: str, url: str, mode: str, threads: int, clients: int, seconds: float) -> str:
+    """One wrk thread (the other core serves), `clients` connections, the same requests as the Python client."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(_WRK_SCRIPT % {"token": TOKEN, "run": _RUN, "last": threads - 1, "mode": mode})
+        script.flush()
+        command = [wrk, "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--latency", "-s", script.name, url]
+        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rate = float(_wrk_field(output, r"Requests/sec:\s+([\d.]+)")[0])
+    p50, p99 = (_wrk_latency_ms(output, percent) for percent in ("50%", "99%"))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return (
+        f"{rate:,.0f} requests/s with {clients} clients, latency p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
+        f"{errors.group(1) if errors else 0} errors (wrk)"
+    )
+
+
+def _wrk_latency_ms(output: str, percent: str) -> float:
+    value, unit = _wrk_field(output, rf"{percent}\s+([\d.]+)(us|ms|s)")
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def _wrk_field(output: str, pattern: str) -> tuple[str, ...]:
+    found = re.search(pattern, output)
+    if found is None:
+        raise RuntimeError(f"unexpected wrk output (no {pattern!r}):\n{output}")
+    return found.groups()

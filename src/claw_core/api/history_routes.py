@@ -187,8 +187,8 @@ def history_routes(api: HistoryApi) -> list[Route]:  # noqa: PLR0915 - one table
             before=_cursor(query, "before", "beforeId"),
             after=_cursor(query, "after", "afterId"),
         )
-        has_more = b'"hasMore":true}' if page.has_more else b'"hasMore":false}'
-        return ApiResponse(200, b'{"messages":' + page.json + b"," + has_more, content_type=JSON)
+        has_more = b',"hasMore":true}' if page.has_more else b',"hasMore":false}'
+        return ApiResponse(200, b"".join((b'{"messages":', page.json, has_more)), content_type=JSON)
 
     async def post_message(request: ApiRequest) -> ApiResponse:
         message = message_from_json(request.json_object(), request.path_params["id"])
