@@ -157,7 +157,7 @@ wrk.headers["X-Workspace"] = "bench"
 wrk.headers["Host"] = "127.0.0.1"
 wrk.headers["Content-Type"] = "application/json"
 local sent = 0
-local run = "%(run)s-" .. tostring(math.random(1, 1000000000))
+local run = "%(run)s"
 request = function()
   local path = string.format("/api/threads/t%%06d/messages", math.random(0, %(last)d))
   if "%(mode)s" == "get" then
@@ -174,7 +174,10 @@ end
 def _wrk(wrk: str, url: str, mode: str, threads: int, clients: int, seconds: float) -> str:
     """One wrk thread (the other core serves), `clients` connections, the same requests as the Python client."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
-        script.write(_WRK_SCRIPT % {"token": TOKEN, "run": _RUN, "last": threads - 1, "mode": mode})
+        # A fresh id prefix per run: wrk's random numbers repeat from run to run, and a repeated id is an update,
+        # not the insert this measures.
+        run = f"{_RUN}-{time.time_ns():x}"
+        script.write(_WRK_SCRIPT % {"token": TOKEN, "run": run, "last": threads - 1, "mode": mode})
         script.flush()
         command = [wrk, "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--latency", "-s", script.name, url]
         output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
