@@ -640,9 +640,9 @@ def _cursor_condition(cursor: MessageCursor | None, operator: str) -> tuple[str,
 
 
 def _upsert_message(conn: sqlite3.Connection, message: Message, now: int, title: str | None) -> UpsertResult:
-    """Three statements in the common case (each one a GIL hand-off between the writer and the event loop, which
-    bound how many messages are stored per second): touch the thread, look for the id, write the row and read it
-    back in the same statement. A failure after a write is undone by the job's savepoint (see sqlite_batch)."""
+    """Three statements in the common case: touch the thread (which tells whether it exists, and its title), look
+    for the id, write the row and read it back in the same statement. A failure after a write is undone by the
+    job's savepoint (see sqlite_batch)."""
     touched = conn.execute(_TOUCH_THREAD, (now, message.thread_id)).fetchone()
     if touched is None:
         raise NotFound("Thread not found")
