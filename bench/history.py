@@ -109,6 +109,11 @@ async def bench_open(store: HistoryStore, db_path: Path, total_threads: int) -> 
         thread_id = f"t{rng.randrange(total_threads):06d}"
         await timed(samples, lambda thread_id=thread_id: store.page_messages(thread_id, limit=100))
     print(describe("thread open (last 100 messages)", samples))
+    rendered: list[float] = []
+    for _ in range(2000):
+        thread_id = f"t{rng.randrange(total_threads):06d}"
+        await timed(rendered, lambda thread_id=thread_id: store.render_messages(thread_id, limit=100))
+    print(describe("  the same page as the HTTP route serves it (JSON rendered by SQLite)", rendered))
     # Baseline: the same query on a bare sqlite3 connection in this thread, no executor hop, no model objects.
     raw = sqlite3.connect(db_path)
     direct: list[float] = []
@@ -116,7 +121,9 @@ async def bench_open(store: HistoryStore, db_path: Path, total_threads: int) -> 
         thread_id = f"t{rng.randrange(total_threads):06d}"
         started = time.perf_counter()
         raw.execute(
-            "SELECT * FROM messages WHERE thread_id = ? ORDER BY timestamp DESC, id DESC LIMIT 101", (thread_id,)
+            "SELECT id, thread_id, role, content, status, metadata, seq, timestamp, created_at FROM messages "
+            "WHERE thread_id = ? ORDER BY timestamp DESC, id DESC LIMIT 101",
+            (thread_id,),
         ).fetchall()
         direct.append((time.perf_counter() - started) * 1000)
     raw.close()
