@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import signal
 import sys
@@ -15,7 +16,7 @@ from claw_app import memory_copy, transfer_files
 from claw_app.container import build_container
 from claw_app.service import ConnectorService
 from claw_app.settings import ConfigError, Settings, ensure_auth_token, load_settings, read_token_file
-from claw_core.errors import ClawError
+from claw_core.errors import ClawError, Unavailable
 
 __all__ = ["main"]
 
@@ -137,7 +138,15 @@ async def _serve(settings: Settings) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        url = await service.start()
+        try:
+            url = await service.start()
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE:
+                raise
+            raise Unavailable(
+                f"cannot listen on {settings.host}:{settings.port}: the port is in use (another connector, or "
+                "another program, already listens there; `--port` picks another)"
+            ) from None
         log.info("listening on %s (history in %s)", url, settings.data_dir)
         log.info("API token %s %s", "created in" if created else "read from", settings.token_file)
         await stop.wait()

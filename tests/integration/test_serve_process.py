@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import stat
 import subprocess
 from pathlib import Path
@@ -75,6 +76,16 @@ def test_a_public_bind_without_a_configured_token_is_refused(tmp_path: Path) -> 
     result = run_claw(tmp_path, "serve", "--host", "0.0.0.0", "--port", "0", CLAWCHATS_AUTH_TOKEN="")
     assert result.returncode == 2
     assert "token" in result.stderr.lower() and "Traceback" not in result.stderr
+
+
+def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_claw(tmp_path, "serve", "--port", str(port))
+    assert result.returncode == 2
+    assert f"127.0.0.1:{port}" in result.stderr and "in use" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_a_malformed_config_file_is_a_clear_error(tmp_path: Path) -> None:
