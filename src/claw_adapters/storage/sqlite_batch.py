@@ -14,12 +14,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from claw_adapters.storage.job_outcomes import Outcome, settle
+
 __all__ = ["WriteBatcher"]
 
 _T = TypeVar("_T")
 Job = Callable[[sqlite3.Connection], Any]
-_Outcome = tuple[bool, Any]
-"""(True, result) or (False, the exception the job raised)."""
 
 MAX_BATCH = 256
 """Jobs per transaction at most, so one burst cannot hold the write lock for long."""
@@ -55,29 +55,19 @@ class WriteBatcher:
                     outcomes = await loop.run_in_executor(self._executor, _run_batch, self._conn, jobs)
                 except BaseException as error:
                     for _, future in batch:
-                        _settle(future, (False, error))
+                        settle(future, (False, error))
                     if not isinstance(error, Exception):
                         raise
                     continue
                 for (_, future), outcome in zip(batch, outcomes, strict=True):
-                    _settle(future, outcome)
+                    settle(future, outcome)
         finally:
             self._flusher = None
 
 
-def _settle(future: asyncio.Future[Any], outcome: _Outcome) -> None:
-    if future.done():  # the caller was cancelled; the write happened (or not) all the same
-        return
-    succeeded, value = outcome
-    if succeeded:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
-
-
-def _run_batch(conn: sqlite3.Connection, jobs: list[Job]) -> list[_Outcome]:
+def _run_batch(conn: sqlite3.Connection, jobs: list[Job]) -> list[Outcome]:
     """Runs on the store's thread. Raises (failing every job) when the transaction as a whole cannot commit."""
-    outcomes: list[_Outcome] = []
+    outcomes: list[Outcome] = []
     conn.execute("BEGIN IMMEDIATE")
     try:
         for job in jobs:

@@ -22,12 +22,12 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
+from claw_adapters.storage.job_outcomes import Outcome, settle
+
 __all__ = ["ReaderPool"]
 
 _T = TypeVar("_T")
 _Job = Callable[[sqlite3.Connection], Any]
-_Outcome = tuple[bool, Any]
-"""(True, result) or (False, the exception the job raised)."""
 
 
 class _Reader:
@@ -37,7 +37,7 @@ class _Reader:
         self.in_flight = 0
         self._loop = loop
         self._jobs: queue.SimpleQueue[tuple[_Job, asyncio.Future[Any]] | None] = queue.SimpleQueue()
-        self._finished: list[tuple[asyncio.Future[Any], _Outcome]] = []
+        self._finished: list[tuple[asyncio.Future[Any], Outcome]] = []
         self._finished_lock = threading.Lock()
         self._opened: Future[None] = Future()
         self._thread = threading.Thread(target=self._serve, args=(path,), name=name, daemon=True)
@@ -68,14 +68,14 @@ class _Reader:
             while (item := self._jobs.get()) is not None:
                 job, future = item
                 try:
-                    outcome: _Outcome = (True, job(connection))
+                    outcome: Outcome = (True, job(connection))
                 except BaseException as error:
                     outcome = (False, error)
                 self._finish(future, outcome)
         finally:
             connection.close()
 
-    def _finish(self, future: asyncio.Future[Any], outcome: _Outcome) -> None:
+    def _finish(self, future: asyncio.Future[Any], outcome: Outcome) -> None:
         with self._finished_lock:
             wake = not self._finished
             self._finished.append((future, outcome))
@@ -87,13 +87,8 @@ class _Reader:
         """On the loop: settle every read finished since the last delivery."""
         with self._finished_lock:
             finished, self._finished = self._finished, []
-        for future, (succeeded, value) in finished:
-            if future.done():  # the caller was cancelled
-                continue
-            if succeeded:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
+        for future, outcome in finished:
+            settle(future, outcome)
 
 
 class ReaderPool:
