@@ -50,60 +50,51 @@ def closed_loopback_port() -> int:
 
 
 @asynccontextmanager
-async def _in_memory(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MemoryStore]:
-    store = InMemoryMemoryStore()
+async def _closed_after(store: MemoryStore) -> AsyncIterator[MemoryStore]:
+    """The store for one test, closed when it ends."""
     try:
         yield store
     finally:
         await store.close()
+
+
+@asynccontextmanager
+async def _in_memory(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MemoryStore]:
+    async with _closed_after(InMemoryMemoryStore()) as store:
+        yield store
 
 
 @asynccontextmanager
 async def _in_memory_switched_off(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MemoryStore]:
-    store = InMemoryMemoryStore(available=False)
-    try:
+    async with _closed_after(InMemoryMemoryStore(available=False)) as store:
         yield store
-    finally:
-        await store.close()
 
 
 @asynccontextmanager
 async def _sqlite(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MemoryStore]:
-    store = SqliteMemoryStore(tmp_path / "data" / "memory.sqlite3")
-    try:
+    async with _closed_after(SqliteMemoryStore(tmp_path / "data" / "memory.sqlite3")) as store:
         yield store
-    finally:
-        await store.close()
 
 
 @asynccontextmanager
 async def _sqlite_on_a_directory(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MemoryStore]:
     directory = tmp_path / "memory.sqlite3"
     directory.mkdir()  # a directory where the database file should be: it can never be opened
-    store = SqliteMemoryStore(directory)
-    try:
+    async with _closed_after(SqliteMemoryStore(directory)) as store:
         yield store
-    finally:
-        await store.close()
 
 
 @asynccontextmanager
 async def _qdrant_local(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MemoryStore]:
-    store = QdrantMemoryStore(url=None, path=":memory:", collection=None)
-    try:
+    async with _closed_after(QdrantMemoryStore(url=None, path=":memory:", collection=None)) as store:
         yield store
-    finally:
-        await store.close()
 
 
 @asynccontextmanager
 async def _qdrant_closed_port(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MemoryStore]:
     url = f"http://127.0.0.1:{closed_loopback_port()}"
-    store = QdrantMemoryStore(url=url, path=None, collection=None, timeout_s=2.0)
-    try:
+    async with _closed_after(QdrantMemoryStore(url=url, path=None, collection=None, timeout_s=2.0)) as store:
         yield store
-    finally:
-        await store.close()
 
 
 @asynccontextmanager
@@ -111,20 +102,15 @@ async def _postgres(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
     dsn = request.getfixturevalue("postgres_dsn")
     async with fresh_collection(dsn) as collection:
         store = PostgresMemoryStore(dsn=dsn, collection=collection)
-        try:
+        async with _closed_after(store):
             yield store
-        finally:
-            await store.close()
 
 
 @asynccontextmanager
 async def _postgres_closed_port(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MemoryStore]:
     dsn = f"postgresql://claw:not-the-password@127.0.0.1:{closed_loopback_port()}/claw"
-    store = PostgresMemoryStore(dsn=dsn, collection=None, connect_timeout_s=2.0)
-    try:
+    async with _closed_after(PostgresMemoryStore(dsn=dsn, collection=None, connect_timeout_s=2.0)) as store:
         yield store
-    finally:
-        await store.close()
 
 
 @asynccontextmanager
@@ -135,20 +121,16 @@ async def _postgres_pgvector(request: pytest.FixtureRequest, tmp_path: Path) -> 
     dsn = request.getfixturevalue("pgvector_dsn")
     async with fresh_collection(dsn) as collection:
         store = PostgresMemoryStore(dsn=dsn, collection=collection, embedder=HashingEmbedder())
-        try:
+        async with _closed_after(store):
             yield store
-        finally:
-            await store.close()
 
 
 @asynccontextmanager
 async def _postgres_pgvector_closed_port(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MemoryStore]:
     dsn = f"postgresql://claw:not-the-password@127.0.0.1:{closed_loopback_port()}/claw"
     store = PostgresMemoryStore(dsn=dsn, collection=None, embedder=HashingEmbedder(), connect_timeout_s=2.0)
-    try:
+    async with _closed_after(store):
         yield store
-    finally:
-        await store.close()
 
 
 MEMORY_BACKENDS: dict[str, MemoryBackend] = {
