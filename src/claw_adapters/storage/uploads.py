@@ -222,16 +222,8 @@ class FileUploadStore:
         (synced, renamed into place) and the staged file removed. The staged file is opened without following a
         link, and what lands under the new name is checked to be the file that was opened."""
         stored_name = Path(upload.path).name
+        source_fd, source = _open_staged(staged_path)
         try:
-            source_fd = os.open(staged_path, _READ_FLAGS)
-        except OSError as error:
-            if error.errno in (errno.ELOOP, errno.ENOENT):
-                raise Invalid("the staged file is missing or a link") from None
-            raise
-        try:
-            source = os.fstat(source_fd)
-            if not stat.S_ISREG(source.st_mode):
-                raise Invalid("the staged file is not a regular file")
             with _thread_folder(real_root, workspace, thread_id) as thread_fd:
                 _write_sidecar(thread_fd, stored_name, upload.file_name)
                 try:
@@ -389,6 +381,25 @@ def _move_in(source_fd: int, source: os.stat_result, staged_path: str, directory
     os.fsync(directory_fd)
 
 
+def _open_staged(staged_path: str) -> tuple[int, os.stat_result]:
+    """A transport's staging file opened without following a link, with its status. Invalid when it is missing, a
+    link or not a regular file (it is then left where it is)."""
+    try:
+        fd = os.open(staged_path, _READ_FLAGS)
+    except OSError as error:
+        if error.errno in (errno.ELOOP, errno.ENOENT):
+            raise Invalid("the staged file is missing or a link") from None
+        raise
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise Invalid("the staged file is not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, status
+
+
 def _write_sidecar(directory_fd: int, stored_name: str, file_name: str | None) -> None:
     if file_name is not None:
         payload = json.dumps({"fileName": file_name}, ensure_ascii=False).encode()
@@ -472,15 +483,7 @@ class InMemoryUploadStore:
 
 
 def _take_staged(staged_path: str) -> bytes:
-    try:
-        fd = os.open(staged_path, _READ_FLAGS)
-    except OSError as error:
-        if error.errno in (errno.ELOOP, errno.ENOENT):
-            raise Invalid("the staged file is missing or a link") from None
-        raise
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise Invalid("the staged file is not a regular file")
+    fd, _ = _open_staged(staged_path)
     with os.fdopen(fd, "rb") as file:
         data = file.read()
     os.unlink(staged_path)
