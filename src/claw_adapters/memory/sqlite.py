@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import sqlite3
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from claw_adapters.storage.sqlite_files import open_private_database
 from claw_adapters.storage.sqlite_transactions import in_transaction
 from claw_core.errors import Conflict, Invalid, NotFound, Unavailable
 from claw_core.model import JsonObject, MemoryItem, MemoryStatus
@@ -271,18 +271,7 @@ class SqliteMemoryStore:
 
 def _connect(path: Path, sql: _Sql) -> sqlite3.Connection:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # Create the file ourselves so it is private from the first byte; SQLite gives -wal and -shm the same mode.
-    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    try:
-        conn.execute("PRAGMA busy_timeout = 5000")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        in_transaction(conn, "BEGIN IMMEDIATE", lambda c: _prepare_schema(c, sql))
-    except BaseException:
-        conn.close()
-        raise
-    return conn
+    return open_private_database(path, synchronous="NORMAL", prepare=lambda c: _prepare_schema(c, sql))
 
 
 def _prepare_schema(conn: sqlite3.Connection, sql: _Sql) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from claw_adapters.storage.sqlite_batch import WriteBatcher
+from claw_adapters.storage.sqlite_files import open_private_database
 from claw_adapters.storage.sqlite_readers import ReaderPool
 from claw_adapters.storage.sqlite_schema import (
     ensure_search_index,
@@ -426,20 +426,13 @@ def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
     if sqlite3.sqlite_version_info < MINIMUM_SQLITE:
         needed = ".".join(map(str, MINIMUM_SQLITE))
         raise Unavailable(f"The history needs SQLite {needed} or later; this Python has {sqlite3.sqlite_version}")
-    # Create the file ourselves so it is private from the first byte; SQLite gives -wal and -shm the same mode.
-    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    try:
-        conn.execute("PRAGMA busy_timeout = 5000")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute(f"PRAGMA synchronous = {synchronous}")
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA analysis_limit = 1000")  # the ANALYZE that `PRAGMA optimize` may run at close stays quick
-        in_transaction(conn, "BEGIN IMMEDIATE", lambda c: _prepare_schema(c, path))
-    except BaseException:
-        conn.close()
-        raise
-    return conn
+    return open_private_database(
+        path,
+        synchronous=synchronous,
+        prepare=lambda c: _prepare_schema(c, path),
+        # ANALYZE limited so that the one `PRAGMA optimize` may run at close stays quick
+        pragmas=("PRAGMA foreign_keys = ON", "PRAGMA analysis_limit = 1000"),
+    )
 
 
 def _prepare_schema(conn: sqlite3.Connection, path: Path) -> None:
