@@ -20,12 +20,12 @@ import asyncio
 import json
 import re
 import sqlite3
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 from claw_adapters.storage.sqlite_files import open_private_database
+from claw_adapters.storage.sqlite_jobs import Job
 from claw_adapters.storage.sqlite_transactions import in_transaction
 from claw_core.errors import Conflict, Invalid, NotFound, Unavailable
 from claw_core.model import JsonObject, MemoryItem, MemoryStatus
@@ -49,7 +49,6 @@ RANKING_WINDOW = 1000
 at a thousand memories as at a million. With more matches, the best of the newest are returned (ADR 0008)."""
 
 _T = TypeVar("_T")
-_Job = Callable[[sqlite3.Connection], _T]
 _TABLE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,62}")
 
 
@@ -233,7 +232,7 @@ class SqliteMemoryStore:
         finally:
             self._executor.shutdown(wait=False)
 
-    async def _run(self, job: _Job[_T]) -> _T:
+    async def _run(self, job: Job[_T]) -> _T:
         conn = await self._connection()
         try:  # IMMEDIATE for every call: most are writes or short reads, one connection serves them all
             return await asyncio.get_running_loop().run_in_executor(

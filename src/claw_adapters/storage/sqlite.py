@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from claw_adapters.storage.sqlite_batch import WriteBatcher
 from claw_adapters.storage.sqlite_files import open_private_database
+from claw_adapters.storage.sqlite_jobs import Job
 from claw_adapters.storage.sqlite_readers import ReaderPool
 from claw_adapters.storage.sqlite_schema import (
     ensure_search_index,
@@ -53,7 +54,6 @@ __all__ = ["SqliteHistoryStore", "SqliteHistoryStores"]
 
 _T = TypeVar("_T")
 _Row = tuple[Any, ...]
-_Job = Callable[[sqlite3.Connection], _T]
 
 DEFAULT_READERS = 2
 """Reading connections per workspace: one per core of a small machine."""
@@ -336,14 +336,14 @@ class SqliteHistoryStore:
         finally:
             self._executor.shutdown(wait=False)
 
-    async def _read(self, job: _Job[_T]) -> _T:
+    async def _read(self, job: Job[_T]) -> _T:
         return await self._submit(partial(self._readers.run, partial(_read_transaction, job)))
 
-    async def _read_statement(self, job: _Job[_T]) -> _T:
+    async def _read_statement(self, job: Job[_T]) -> _T:
         """A read outside any transaction, for jobs whose answer is one statement (its own snapshot)."""
         return await self._submit(partial(self._readers.run, job))
 
-    async def _write(self, job: _Job[_T]) -> _T:
+    async def _write(self, job: Job[_T]) -> _T:
         """Writes are batched into shared transactions (see sqlite_batch), each job still atomic."""
         return await self._submit(partial(self._writes.run, job))
 
@@ -447,7 +447,7 @@ def _close_connection(conn: sqlite3.Connection) -> None:
         conn.close()
 
 
-def _read_transaction(job: _Job[_T], conn: sqlite3.Connection) -> _T:
+def _read_transaction(job: Job[_T], conn: sqlite3.Connection) -> _T:
     """One snapshot for the whole job, even when it runs several statements."""
     return in_transaction(conn, "BEGIN", job)
 
@@ -456,7 +456,7 @@ def _is_busy(error: sqlite3.OperationalError) -> bool:
     return (error.sqlite_errorcode & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
-def _scalar(sql: str) -> _Job[int]:
+def _scalar(sql: str) -> Job[int]:
     return lambda conn: int(conn.execute(sql).fetchone()[0])
 
 

@@ -14,12 +14,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from claw_adapters.storage.job_outcomes import Outcome, settle
+from claw_adapters.storage.sqlite_jobs import Job, Outcome, settle
 
 __all__ = ["WriteBatcher"]
 
 _T = TypeVar("_T")
-Job = Callable[[sqlite3.Connection], Any]
 
 MAX_BATCH = 256
 """Jobs per transaction at most, so one burst cannot hold the write lock for long."""
@@ -30,7 +29,7 @@ class WriteBatcher:
         """`executor` is the store's single thread: the only one that ever uses `connection`."""
         self._conn = connection
         self._executor = executor
-        self._pending: list[tuple[Job, asyncio.Future[Any]]] = []
+        self._pending: list[tuple[Job[Any], asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     async def run(self, job: Callable[[sqlite3.Connection], _T]) -> _T:
@@ -65,7 +64,7 @@ class WriteBatcher:
             self._flusher = None
 
 
-def _run_batch(conn: sqlite3.Connection, jobs: list[Job]) -> list[Outcome]:
+def _run_batch(conn: sqlite3.Connection, jobs: list[Job[Any]]) -> list[Outcome]:
     """Runs on the store's thread. Raises (failing every job) when the transaction as a whole cannot commit."""
     outcomes: list[Outcome] = []
     conn.execute("BEGIN IMMEDIATE")

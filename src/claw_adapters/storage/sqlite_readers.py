@@ -22,12 +22,11 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
-from claw_adapters.storage.job_outcomes import Outcome, settle
+from claw_adapters.storage.sqlite_jobs import Job, Outcome, settle
 
 __all__ = ["ReaderPool"]
 
 _T = TypeVar("_T")
-_Job = Callable[[sqlite3.Connection], Any]
 
 
 class _Reader:
@@ -36,7 +35,7 @@ class _Reader:
     def __init__(self, path: Path, name: str, loop: asyncio.AbstractEventLoop) -> None:
         self.in_flight = 0
         self._loop = loop
-        self._jobs: queue.SimpleQueue[tuple[_Job, asyncio.Future[Any]] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[tuple[Job[Any], asyncio.Future[Any]] | None] = queue.SimpleQueue()
         self._finished: list[tuple[asyncio.Future[Any], Outcome]] = []
         self._finished_lock = threading.Lock()
         self._opened: Future[None] = Future()
@@ -47,7 +46,7 @@ class _Reader:
         """Wait until the connection is open, or raise why it could not be."""
         await asyncio.wrap_future(self._opened)
 
-    def submit(self, job: _Job) -> asyncio.Future[Any]:
+    def submit(self, job: Job[Any]) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = self._loop.create_future()
         self._jobs.put((job, future))
         return future

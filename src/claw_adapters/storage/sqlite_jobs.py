@@ -1,11 +1,19 @@
-"""What a database job on a worker thread hands back to the event loop, and how its caller hears of it."""
+"""Database jobs: functions of a connection run on a worker thread, what they hand back, and how the caller on
+the event loop hears of it."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import sqlite3
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-__all__ = ["Outcome", "settle"]
+__all__ = ["Job", "Outcome", "settle"]
+
+_T = TypeVar("_T")
+
+Job = Callable[[sqlite3.Connection], _T]
+"""Runs on the thread that owns the connection, and only there."""
 
 Outcome = tuple[bool, Any]
 """(True, result) or (False, the exception the job raised)."""
